@@ -1,0 +1,59 @@
+# schedobs — the same commands locally and in CI.
+#   make demo   install what is needed, run the demo on embedded defaults
+#   make test   install what is needed (Debian packages included), run the test suite
+#   make lint   ruff + mypy (strict for src/)
+#   make bench  benchmarks, printing ratios against baselines measured in the same run
+#   make soak   long tests marked `slow`
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test lint bench soak system-deps venv clean test-matrix
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The test suite runs the real Prometheus server (DESIGN: real components).
+system-deps:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  echo "installing Debian package: prometheus"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@prometheus --version 2>&1 | head -n 1
+
+demo: $(STAMP)
+	$(BIN)/schedobs demo $(DEMO_ARGS)
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_recording.py
+
+soak: $(STAMP) system-deps
+	$(BIN)/python -m pytest -m slow --timeout=3600 $(PYTEST_ARGS); rc=$$?; [ $$rc = 5 ] && echo "no slow tests yet" && rc=0; exit $$rc
+
+# Other supported Pythons, where pyenv has them (3.10, 3.12, 3.13).
+test-matrix: system-deps
+	@for v in 3.10 3.12 3.13; do \
+	  py=$$(ls -d $$HOME/.pyenv/versions/$$v*/bin/python 2>/dev/null | head -n 1); \
+	  [ -n "$$py" ] || { echo "python $$v: not installed, skipped"; continue; }; \
+	  $(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$$v || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

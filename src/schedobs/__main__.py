@@ -1,0 +1,7 @@
+"""``python -m schedobs``."""
+
+import sys
+
+from schedobs._cli import main
+
+sys.exit(main())

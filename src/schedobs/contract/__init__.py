@@ -1,0 +1,80 @@
+"""The scheduler metric contract: its specification and its recording API.
+
+The contract is data (:data:`CONTRACT`): three standard metrics that every
+scheduler exports the same way, with closed attribute sets, plus optional
+metrics.  :class:`SchedulerMetrics` records them from a scheduler's hot path,
+pre-aggregating in plain Python; a :class:`Registry` hands the aggregates to
+the exporters at collection time.
+
+This package depends on no OpenTelemetry SDK code (DESIGN §2).
+
+Example::
+
+    from schedobs.contract import SchedulerMetrics
+
+    metrics = SchedulerMetrics("ingest", kind="custom")
+    latency = metrics.latency(queue="work")
+    latency.observe(0.8)                     # milliseconds
+    metrics.reject("queue_full")
+    metrics.queue_length_callback(lambda: len(work_queue), queue="work")
+"""
+
+from ._instruments import LatencyHistogram, QueueLengthGauge, RejectionCounter
+from ._points import CounterPoint, GaugePoint, HistogramPoint, MetricSnapshot, Point
+from ._quantile import estimate_quantile
+from ._registry import REGISTRY, Registry
+from ._render import render_json, render_markdown
+from ._scheduler_metrics import DEFAULT_TENANT_CAP, MAX_LABEL_LENGTH, SchedulerMetrics
+from ._spec import (
+    CONTRACT,
+    CONTRACT_VERSION,
+    DROPPED_OBSERVATIONS,
+    KINDS,
+    LATENCY_BOUNDARIES_MS,
+    OTHER,
+    QUEUE_LENGTH,
+    QUEUES,
+    REASONS,
+    REJECTED_TASKS,
+    SCHEDULE_LATENCY,
+    AttributeSpec,
+    Contract,
+    InstrumentKind,
+    MetricSpec,
+    prometheus_name,
+)
+
+__all__ = [
+    "CONTRACT",
+    "CONTRACT_VERSION",
+    "DEFAULT_TENANT_CAP",
+    "DROPPED_OBSERVATIONS",
+    "KINDS",
+    "LATENCY_BOUNDARIES_MS",
+    "MAX_LABEL_LENGTH",
+    "OTHER",
+    "QUEUES",
+    "QUEUE_LENGTH",
+    "REASONS",
+    "REGISTRY",
+    "REJECTED_TASKS",
+    "SCHEDULE_LATENCY",
+    "AttributeSpec",
+    "Contract",
+    "CounterPoint",
+    "GaugePoint",
+    "HistogramPoint",
+    "InstrumentKind",
+    "LatencyHistogram",
+    "MetricSnapshot",
+    "MetricSpec",
+    "Point",
+    "QueueLengthGauge",
+    "Registry",
+    "RejectionCounter",
+    "SchedulerMetrics",
+    "estimate_quantile",
+    "prometheus_name",
+    "render_json",
+    "render_markdown",
+]

@@ -1,0 +1,191 @@
+"""Series handles: the hot-path recording calls.
+
+Each handle is bound to one series (one attribute set) of one contract metric,
+like ``prometheus_client``'s ``.labels(...)`` children.  Resolving attributes
+once and keeping the handle makes each recording a few list operations on the
+calling thread's own row (see :mod:`._shards`): about 0.2 µs, against 5 to 9 µs
+for an OpenTelemetry SDK ``Histogram.record``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
+
+from ._points import CounterPoint, GaugePoint, HistogramPoint
+from ._shards import Row, Shards
+from ._spec import LATENCY_BOUNDARIES_MS
+
+__all__ = ["LatencyHistogram", "QueueLengthGauge", "RejectionCounter"]
+
+_log = logging.getLogger("schedobs")
+
+_BOUNDS = LATENCY_BOUNDARIES_MS
+_NBUCKETS = len(_BOUNDS) + 1
+# Row layout of a latency histogram: bucket counts, then sum, min, max.
+_SUM = _NBUCKETS
+_MIN = _NBUCKETS + 1
+_MAX = _NBUCKETS + 2
+_INF = math.inf
+
+
+def _fold_histogram(into: Row, row: Row) -> None:
+    for i in range(_MIN):
+        into[i] += row[i]
+    if row[_MIN] < into[_MIN]:
+        into[_MIN] = row[_MIN]
+    if row[_MAX] > into[_MAX]:
+        into[_MAX] = row[_MAX]
+
+
+def _fold_sum(into: Row, row: Row) -> None:
+    into[0] += row[0]
+
+
+class LatencyHistogram:
+    """One series of ``scheduler.schedule.latency``.
+
+    Obtain it from :meth:`SchedulerMetrics.latency`; call :meth:`observe` from
+    any thread.
+    """
+
+    __slots__ = ("_drop", "_local", "_shards", "attributes", "start_ns")
+
+    def __init__(self, attributes: Mapping[str, str], drop: Callable[[float], None]) -> None:
+        self.attributes = attributes
+        self.start_ns = time.time_ns()
+        self._shards = Shards([0] * _NBUCKETS + [0.0, _INF, -_INF], _fold_histogram)
+        self._local = self._shards.local
+        self._drop = drop
+
+    def observe(self, ms: float) -> None:
+        """Record one schedule latency of ``ms`` milliseconds.
+
+        NaN, infinite and negative values are not aggregated: they are counted in
+        ``schedobs.observations.dropped`` instead (a clock step must never take a
+        scheduler down).  A value that is not a real number raises ``TypeError``.
+        """
+        try:
+            if 0.0 <= ms < _INF:
+                try:
+                    row = self._local.row
+                except AttributeError:
+                    row = self._shards.new_row()
+                # Sum first: a number type that cannot be added to a float fails
+                # here, before any bucket has been touched.
+                row[_SUM] += ms
+                row[bisect_left(_BOUNDS, ms)] += 1
+                if ms < row[_MIN]:
+                    row[_MIN] = ms
+                if ms > row[_MAX]:
+                    row[_MAX] = ms
+                return
+        except TypeError:
+            raise TypeError(
+                f"latency must be a real number of milliseconds, got {type(ms).__name__}: {ms!r}"
+            ) from None
+        self._drop(ms)
+
+    def snapshot(self) -> HistogramPoint:
+        """The cumulative state of this series."""
+        row = self._shards.merged()
+        buckets = tuple(int(c) for c in row[:_NBUCKETS])
+        count = sum(buckets)
+        return HistogramPoint(
+            attributes=self.attributes,
+            start_ns=self.start_ns,
+            count=count,
+            sum=float(row[_SUM]),
+            bucket_counts=buckets,
+            min=float(row[_MIN]) if count else 0.0,
+            max=float(row[_MAX]) if count else 0.0,
+        )
+
+
+class RejectionCounter:
+    """One series of ``scheduler.rejected_tasks`` (one reason, maybe one tenant)."""
+
+    __slots__ = ("_local", "_shards", "attributes", "start_ns")
+
+    def __init__(self, attributes: Mapping[str, str]) -> None:
+        self.attributes = attributes
+        self.start_ns = time.time_ns()
+        self._shards = Shards([0], _fold_sum)
+        self._local = self._shards.local
+
+    def add(self, count: int = 1) -> None:
+        """Count ``count`` refused tasks (default one)."""
+        if type(count) is not int or count < 0:
+            raise _bad_count(count)
+        try:
+            row = self._local.row
+        except AttributeError:
+            row = self._shards.new_row()
+        row[0] += count
+
+    def snapshot(self) -> CounterPoint:
+        """The cumulative count of this series."""
+        return CounterPoint(self.attributes, self.start_ns, int(self._shards.merged()[0]))
+
+
+def _bad_count(count: object) -> Exception:
+    if type(count) is not int:
+        return TypeError(f"count must be an int, got {type(count).__name__}: {count!r}")
+    return ValueError(f"count must be >= 0, got {count}")
+
+
+class QueueLengthGauge:
+    """One series of ``scheduler.queue.length``: set a value, or give a callback.
+
+    With a callback, the value is read at collection time, which costs the
+    scheduler nothing between collections.  A callback that raises or returns a
+    bad value is logged once and its point is left out of that collection.
+    """
+
+    __slots__ = ("_callback", "_complained", "_value", "attributes")
+
+    def __init__(self, attributes: Mapping[str, str]) -> None:
+        self.attributes = attributes
+        self._value = 0
+        self._callback: Callable[[], int] | None = None
+        self._complained = False
+
+    def set(self, value: int) -> None:
+        """Set the current number of waiting tasks."""
+        _check_length(value)
+        self._value = value
+
+    def set_callback(self, callback: Callable[[], int] | None) -> None:
+        """Read the value from ``callback()`` at each collection (``None`` removes it)."""
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        self._callback = callback
+
+    def snapshot(self) -> GaugePoint | None:
+        """The current value, or ``None`` if the callback failed."""
+        callback = self._callback
+        if callback is None:
+            return GaugePoint(self.attributes, self._value)
+        try:
+            value = callback()
+            _check_length(value)
+        except Exception:
+            if not self._complained:
+                self._complained = True
+                _log.exception(
+                    "queue-length callback for %s failed; its point is left out "
+                    "(logged once per series)",
+                    dict(self.attributes),
+                )
+            return None
+        return GaugePoint(self.attributes, value)
+
+
+def _check_length(value: object) -> None:
+    if type(value) is not int:
+        raise TypeError(f"queue length must be an int, got {type(value).__name__}: {value!r}")
+    if value < 0:
+        raise ValueError(f"queue length must be >= 0, got {value}")

@@ -1,0 +1,253 @@
+"""SchedulerMetrics: the contract's recording API for one scheduler instance."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import MappingProxyType
+from typing import TypeVar
+
+from ._instruments import LatencyHistogram, QueueLengthGauge, RejectionCounter
+from ._points import CounterPoint, Point
+from ._registry import REGISTRY, Registry
+from ._spec import (
+    DROPPED_OBSERVATIONS,
+    ERROR_TYPE,
+    KINDS,
+    OTHER,
+    QUEUE_LENGTH,
+    QUEUES,
+    REASONS,
+    REJECTED_TASKS,
+    SCHEDULE_LATENCY,
+    SCHEDULER_KIND,
+    SCHEDULER_NAME,
+    SCHEDULER_QUEUE,
+    SCHEDULER_TENANT,
+    MetricSpec,
+)
+
+__all__ = ["DEFAULT_TENANT_CAP", "MAX_LABEL_LENGTH", "SchedulerMetrics"]
+
+#: Distinct tenants a scheduler reports before folding the rest into ``_OTHER``.
+DEFAULT_TENANT_CAP = 64
+#: Longest scheduler or tenant name accepted.
+MAX_LABEL_LENGTH = 128
+
+_Key = tuple[str | None, str | None]
+_H = TypeVar("_H", LatencyHistogram, RejectionCounter, QueueLengthGauge)
+
+
+class SchedulerMetrics:
+    """The contract metrics of one scheduler instance.
+
+    >>> from schedobs.contract import Registry, SchedulerMetrics
+    >>> metrics = SchedulerMetrics("ingest", kind="custom", registry=Registry())
+    >>> latency = metrics.latency(queue="work")      # resolve the series once ...
+    >>> latency.observe(0.42)                         # ... record on the hot path
+    >>> metrics.reject("queue_full", tenant="acme")
+    >>> metrics.set_queue_length(3, queue="work")
+
+    Every recording call is thread-safe.  Attribute values are validated when a
+    series is first used: an unknown queue, kind or reason is a ``ValueError``
+    naming the allowed values; a value of the wrong type is a ``TypeError``.
+    Tenants beyond ``tenant_cap`` distinct values are reported as ``_OTHER``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        kind: str = "custom",
+        *,
+        registry: Registry | None = None,
+        tenant_cap: int = DEFAULT_TENANT_CAP,
+    ) -> None:
+        _check_label("name", name)
+        _check_choice("kind", kind, KINDS)
+        if type(tenant_cap) is not int or tenant_cap < 0:
+            raise ValueError(f"tenant_cap must be an int >= 0, got {tenant_cap!r}")
+        self._name = name
+        self._kind = kind
+        self._tenant_cap = tenant_cap
+        self._base = {SCHEDULER_NAME: name, SCHEDULER_KIND: kind}
+        self._lock = threading.Lock()
+        self._tenants: set[str] = set()
+        # Series maps are read without the lock (dict.get is atomic) and only
+        # written under it; keys are what callers pass, values the handles.
+        self._latency: dict[_Key, LatencyHistogram] = {}
+        self._rejections: dict[_Key, RejectionCounter] = {}
+        self._queues: dict[_Key, QueueLengthGauge] = {}
+        self._dropped: dict[str, int] = {}
+        self._dropped_start = 0
+        self._registry = REGISTRY if registry is None else registry
+        self._registry.register(self)
+
+    @property
+    def name(self) -> str:
+        """The ``scheduler.name`` attribute of every series."""
+        return self._name
+
+    @property
+    def kind(self) -> str:
+        """The ``scheduler.kind`` attribute of every series."""
+        return self._kind
+
+    # --- schedule latency ----------------------------------------------------
+
+    def latency(self, *, queue: str | None = None, tenant: str | None = None) -> LatencyHistogram:
+        """The latency series for ``queue`` and ``tenant`` (both optional)."""
+        handle = self._latency.get((queue, tenant))
+        if handle is not None:
+            return handle
+        if queue is not None:
+            _check_choice("queue", queue, QUEUES)
+        return self._series(self._latency, queue, tenant, self._new_latency)
+
+    def observe_latency(
+        self, ms: float, *, queue: str | None = None, tenant: str | None = None
+    ) -> None:
+        """Record one schedule latency in milliseconds (see :meth:`LatencyHistogram.observe`)."""
+        handle = self._latency.get((queue, tenant))
+        if handle is None:
+            handle = self.latency(queue=queue, tenant=tenant)
+        handle.observe(ms)
+
+    # --- rejections ------------------------------------------------------------
+
+    def rejections(self, reason: str, *, tenant: str | None = None) -> RejectionCounter:
+        """The rejection series for ``reason`` (an ``error.type`` value) and ``tenant``."""
+        handle = self._rejections.get((reason, tenant))
+        if handle is not None:
+            return handle
+        _check_choice("reason", reason, REASONS)
+        return self._series(self._rejections, reason, tenant, self._new_rejection)
+
+    def reject(self, reason: str, *, tenant: str | None = None, count: int = 1) -> None:
+        """Count ``count`` tasks refused for ``reason``."""
+        handle = self._rejections.get((reason, tenant))
+        if handle is None:
+            handle = self.rejections(reason, tenant=tenant)
+        handle.add(count)
+
+    # --- queue length ------------------------------------------------------------
+
+    def queue_length(self, queue: str, *, tenant: str | None = None) -> QueueLengthGauge:
+        """The queue-length series for ``queue`` and ``tenant``."""
+        handle = self._queues.get((queue, tenant))
+        if handle is not None:
+            return handle
+        _check_choice("queue", queue, QUEUES)
+        return self._series(self._queues, queue, tenant, self._new_gauge)
+
+    def set_queue_length(self, value: int, *, queue: str, tenant: str | None = None) -> None:
+        """Set the number of runnable tasks waiting in ``queue``."""
+        self.queue_length(queue, tenant=tenant).set(value)
+
+    def queue_length_callback(
+        self, callback: Callable[[], int], *, queue: str, tenant: str | None = None
+    ) -> None:
+        """Read the length of ``queue`` from ``callback()`` at each collection."""
+        self.queue_length(queue, tenant=tenant).set_callback(callback)
+
+    # --- lifecycle and collection --------------------------------------------------
+
+    def close(self) -> None:
+        """Stop exporting this scheduler's series (its name becomes free again)."""
+        self._registry.unregister(self)
+
+    def collect(self) -> Iterator[tuple[MetricSpec, Point]]:
+        """Snapshot every series of this scheduler (called by the registry)."""
+        for gauge in list(self._queues.values()):
+            point = gauge.snapshot()
+            if point is not None:
+                yield QUEUE_LENGTH, point
+        for histogram in list(self._latency.values()):
+            yield SCHEDULE_LATENCY, histogram.snapshot()
+        for counter in list(self._rejections.values()):
+            yield REJECTED_TASKS, counter.snapshot()
+        with self._lock:
+            dropped = sorted(self._dropped.items())
+        for reason, count in dropped:
+            attributes = MappingProxyType({**self._base, "reason": reason})
+            yield DROPPED_OBSERVATIONS, CounterPoint(attributes, self._dropped_start, count)
+
+    def dropped_observations(self) -> dict[str, int]:
+        """Observations left out of the latency histogram, by reason."""
+        with self._lock:
+            return dict(self._dropped)
+
+    # --- internals -----------------------------------------------------------------
+
+    def _series(
+        self,
+        series: dict[_Key, _H],
+        first: str | None,
+        tenant: str | None,
+        make: Callable[[dict[str, str]], _H],
+    ) -> _H:
+        """Create (or find) the handle for ``(first, tenant)``; the slow path."""
+        with self._lock:
+            folded = self._fold_tenant(tenant)
+            handle = series.get((first, folded))
+            if handle is None:
+                attributes = dict(self._base)
+                if first is not None:
+                    key = ERROR_TYPE if series is self._rejections else SCHEDULER_QUEUE
+                    attributes[key] = first
+                if folded is not None:
+                    attributes[SCHEDULER_TENANT] = folded
+                handle = make(attributes)
+                series[(first, folded)] = handle
+            # Overflowing tenants are not cached under their own name: a flood of
+            # distinct tenant names must not grow this map.
+            return handle
+
+    def _fold_tenant(self, tenant: str | None) -> str | None:
+        if tenant is None or tenant in self._tenants:
+            return tenant
+        _check_label("tenant", tenant)
+        if tenant == OTHER:
+            return OTHER
+        if len(self._tenants) < self._tenant_cap:
+            self._tenants.add(tenant)
+            return tenant
+        return OTHER
+
+    def _new_latency(self, attributes: dict[str, str]) -> LatencyHistogram:
+        return LatencyHistogram(MappingProxyType(attributes), self._drop)
+
+    @staticmethod
+    def _new_rejection(attributes: dict[str, str]) -> RejectionCounter:
+        return RejectionCounter(MappingProxyType(attributes))
+
+    @staticmethod
+    def _new_gauge(attributes: dict[str, str]) -> QueueLengthGauge:
+        return QueueLengthGauge(MappingProxyType(attributes))
+
+    def _drop(self, ms: float) -> None:
+        reason = "nan" if math.isnan(ms) else "infinite" if math.isinf(ms) else "negative"
+        with self._lock:
+            if not self._dropped:
+                self._dropped_start = time.time_ns()
+            self._dropped[reason] = self._dropped.get(reason, 0) + 1
+
+    def __repr__(self) -> str:
+        return f"SchedulerMetrics(name={self._name!r}, kind={self._kind!r})"
+
+
+def _check_label(what: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__}: {value!r}")
+    if not value or len(value) > MAX_LABEL_LENGTH or not value.isprintable():
+        raise ValueError(
+            f"{what} must be 1 to {MAX_LABEL_LENGTH} printable characters, got {value!r}"
+        )
+
+
+def _check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__}: {value!r}")
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; the contract allows {', '.join(allowed)}")

@@ -1,0 +1,255 @@
+"""The scheduler metric contract as data.
+
+Everything that defines what schedobs exports lives here, once: metric names,
+instrument kinds, units, attribute keys and their closed value sets, histogram
+boundaries and the exact meaning of each metric.  The recorder, the export
+bridge, the conformance checker and the rendered documentation all read from
+this module, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = [
+    "CONTRACT",
+    "CONTRACT_VERSION",
+    "LATENCY_BOUNDARIES_MS",
+    "OTHER",
+    "AttributeSpec",
+    "Contract",
+    "InstrumentKind",
+    "MetricSpec",
+    "prometheus_name",
+]
+
+CONTRACT_VERSION = "1.0.0"
+
+#: The value that folds everything beyond a cap or outside a closed set.
+OTHER = "_OTHER"
+
+#: Schedule-latency bucket upper bounds in milliseconds (inclusive, as in OTel
+#: explicit-bucket histograms and Prometheus ``le``).  From 10 µs, below which a
+#: pure-Python dispatch cannot go, to 10 s, beyond which a task is starved.
+LATENCY_BOUNDARIES_MS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+)  # fmt: skip
+
+
+class InstrumentKind(str, enum.Enum):
+    """The OpenTelemetry instrument a contract metric is exported as."""
+
+    GAUGE = "gauge"
+    COUNTER = "counter"
+    HISTOGRAM = "histogram"
+
+    @property
+    def prometheus_type(self) -> str:
+        """The ``# TYPE`` a Prometheus exposition gives this kind."""
+        return {"gauge": "gauge", "counter": "counter", "histogram": "histogram"}[self.value]
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """One attribute key the contract allows.
+
+    ``values`` is the closed set of allowed values, or ``None`` for a user-given
+    value (scheduler name, tenant) whose cardinality is bounded by other means
+    (documented in ``description``).
+    """
+
+    key: str
+    description: str
+    values: tuple[str, ...] | None = None
+
+    @property
+    def prometheus_label(self) -> str:
+        """The label name of this key after the standard OTel→Prometheus translation."""
+        return _sanitize(self.key)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric of the contract."""
+
+    name: str
+    instrument: InstrumentKind
+    unit: str
+    description: str
+    required_attributes: tuple[str, ...]
+    optional_attributes: tuple[str, ...] = ()
+    boundaries: tuple[float, ...] | None = None
+    #: Whether a conforming scheduler must export it.  Optional metrics may be
+    #: absent, but when present they must match their spec.
+    required: bool = True
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """All allowed attribute keys, required first."""
+        return self.required_attributes + self.optional_attributes
+
+    @property
+    def prometheus_name(self) -> str:
+        """The metric family name in a Prometheus exposition (without sample suffixes)."""
+        return prometheus_name(self.name, self.unit, self.instrument)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A versioned set of metric and attribute specifications."""
+
+    version: str
+    metrics: tuple[MetricSpec, ...]
+    attributes: Mapping[str, AttributeSpec] = field(default_factory=dict)
+
+    def metric(self, name: str) -> MetricSpec:
+        """Return the spec of the metric called ``name`` (OTel name)."""
+        for spec in self.metrics:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no metric {name!r} in contract v{self.version}")
+
+    def by_prometheus_name(self) -> dict[str, MetricSpec]:
+        """Map each Prometheus family name to its spec."""
+        return {spec.prometheus_name: spec for spec in self.metrics}
+
+
+# The standard translation (OTel spec "Prometheus and OpenMetrics Compatibility"):
+# non-alphanumerics become "_", UCUM annotations in braces vanish, known units
+# become a word suffix, monotonic counters get "_total".  Only the units that the
+# contract uses need to be known here; a test pins this against the real exporter.
+_UNIT_WORDS = {"ms": "milliseconds", "s": "seconds", "ns": "nanoseconds", "1": "", "By": "bytes"}
+_NON_ALNUM = re.compile(r"[^a-zA-Z0-9]+")
+_ANNOTATION = re.compile(r"\{[^}]*\}")
+
+
+def _sanitize(name: str) -> str:
+    return _NON_ALNUM.sub("_", name)
+
+
+def prometheus_name(name: str, unit: str, instrument: InstrumentKind) -> str:
+    """Translate an OTel metric name and unit into its Prometheus family name.
+
+    >>> prometheus_name("scheduler.schedule.latency", "ms", InstrumentKind.HISTOGRAM)
+    'scheduler_schedule_latency_milliseconds'
+    >>> prometheus_name("scheduler.rejected_tasks", "{task}", InstrumentKind.COUNTER)
+    'scheduler_rejected_tasks_total'
+    """
+    base = _sanitize(name)
+    unit_word = _UNIT_WORDS.get(unit, _sanitize(_ANNOTATION.sub("", unit)))
+    if unit_word and not base.endswith("_" + unit_word):
+        base = f"{base}_{unit_word}"
+    if instrument is InstrumentKind.COUNTER:
+        base += "_total"
+    return base
+
+
+# --- attribute keys ---------------------------------------------------------
+
+SCHEDULER_NAME = "scheduler.name"
+SCHEDULER_KIND = "scheduler.kind"
+SCHEDULER_QUEUE = "scheduler.queue"
+SCHEDULER_TENANT = "scheduler.tenant"
+ERROR_TYPE = "error.type"
+
+KINDS = ("gmp", "asyncio", "thread_pool", "custom")
+QUEUES = ("global", "local", "ready", "timer", "work")
+REASONS = ("queue_full", "quota_exceeded", "constraint_violation", "shutdown", OTHER)
+
+_ATTRIBUTES = (
+    AttributeSpec(
+        SCHEDULER_NAME,
+        "Name of the scheduler instance, given by the service (for example `ingest`). "
+        "One value per scheduler object; never derived from task data.",
+    ),
+    AttributeSpec(
+        SCHEDULER_KIND,
+        "Which kind of scheduler produced the series.",
+        KINDS,
+    ),
+    AttributeSpec(
+        SCHEDULER_QUEUE,
+        "Which queue the runnable tasks wait in: `global` and `local` (GMP run queues), "
+        "`ready` and `timer` (event loops), `work` (thread-pool work queue).",
+        QUEUES,
+    ),
+    AttributeSpec(
+        SCHEDULER_TENANT,
+        "Tenant the task belongs to. Capped per scheduler (default 64 distinct values); "
+        f"tenants beyond the cap are reported as `{OTHER}`.",
+    ),
+    AttributeSpec(
+        ERROR_TYPE,
+        "Why a task was refused: `queue_full` (a bounded queue had no room), `quota_exceeded` "
+        "(the tenant's quota would be exceeded), `constraint_violation` (the task's declared "
+        "resources exceed the scheduler's limits), `shutdown` (the scheduler no longer accepts "
+        f"work), `{OTHER}` (any other reason).",
+        REASONS,
+    ),
+)
+
+# --- metrics ----------------------------------------------------------------
+
+QUEUE_LENGTH = MetricSpec(
+    name="scheduler.queue.length",
+    instrument=InstrumentKind.GAUGE,
+    unit="{task}",
+    description=(
+        "Number of runnable tasks waiting in a queue at collection time, per queue. "
+        "Excludes running, blocked and sleeping tasks."
+    ),
+    required_attributes=(SCHEDULER_NAME, SCHEDULER_KIND, SCHEDULER_QUEUE),
+    optional_attributes=(SCHEDULER_TENANT,),
+)
+
+SCHEDULE_LATENCY = MetricSpec(
+    name="scheduler.schedule.latency",
+    instrument=InstrumentKind.HISTOGRAM,
+    unit="ms",
+    description=(
+        "Time from each transition of a task to runnable (enqueue, wake-up, re-enqueue after a "
+        "yield or preemption) until it starts running. Time blocked, sleeping or gated by a "
+        "quota is never counted."
+    ),
+    required_attributes=(SCHEDULER_NAME, SCHEDULER_KIND),
+    optional_attributes=(SCHEDULER_QUEUE, SCHEDULER_TENANT),
+    boundaries=LATENCY_BOUNDARIES_MS,
+)
+
+REJECTED_TASKS = MetricSpec(
+    name="scheduler.rejected_tasks",
+    instrument=InstrumentKind.COUNTER,
+    unit="{task}",
+    description="Number of tasks refused admission, by reason. A refused task never ran.",
+    required_attributes=(SCHEDULER_NAME, SCHEDULER_KIND, ERROR_TYPE),
+    optional_attributes=(SCHEDULER_TENANT,),
+)
+
+#: Self-metric: observations that the recorder refused to aggregate.
+DROPPED_OBSERVATIONS = MetricSpec(
+    name="schedobs.observations.dropped",
+    instrument=InstrumentKind.COUNTER,
+    unit="{observation}",
+    description=(
+        "Latency observations that were NaN, infinite or negative and therefore left out of "
+        "scheduler.schedule.latency, by reason (`nan`, `infinite`, `negative`)."
+    ),
+    required_attributes=(SCHEDULER_NAME, SCHEDULER_KIND, "reason"),
+    required=False,
+)
+
+DROP_REASONS = ("nan", "infinite", "negative")
+
+CONTRACT = Contract(
+    version=CONTRACT_VERSION,
+    metrics=(QUEUE_LENGTH, SCHEDULE_LATENCY, REJECTED_TASKS, DROPPED_OBSERVATIONS),
+    attributes=MappingProxyType(
+        {spec.key: spec for spec in _ATTRIBUTES}
+        | {"reason": AttributeSpec("reason", "Why an observation was dropped.", DROP_REASONS)}
+    ),
+)

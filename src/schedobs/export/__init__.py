@@ -1,0 +1,35 @@
+"""Export wiring: the OpenTelemetry SDK set up for the scheduler contract.
+
+:func:`configure` builds a ``MeterProvider`` with a periodic OTLP reader and a
+Prometheus scrape endpoint, a ``TracerProvider`` with batch OTLP export, and
+attaches the producer bridge so that pre-aggregated contract metrics appear in
+both outputs identically.  :class:`TimestampRewriter` is the seam where clock
+compensation corrects timestamps before export.
+
+Example::
+
+    import schedobs
+
+    telemetry = schedobs.configure("checkout", zone="eu-west-1a",
+                                   otlp_endpoint="http://127.0.0.1:4317")
+    ...
+    telemetry.shutdown(timeout=5)
+"""
+
+from ._bridge import SCOPE, attach, to_sdk_metrics
+from ._configure import Telemetry, configure
+from ._rewrite import RewritingMetricExporter, RewritingSpanExporter, TimestampRewriter
+from ._settings import DEFAULT_PROMETHEUS, ExportSettings
+
+__all__ = [
+    "DEFAULT_PROMETHEUS",
+    "SCOPE",
+    "ExportSettings",
+    "RewritingMetricExporter",
+    "RewritingSpanExporter",
+    "Telemetry",
+    "TimestampRewriter",
+    "attach",
+    "configure",
+    "to_sdk_metrics",
+]

@@ -1,0 +1,325 @@
+"""``configure()``: one call that wires the OpenTelemetry SDK for schedobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from schedobs.contract import REGISTRY, Registry
+
+from ._bridge import attach
+from ._prometheus import PrometheusEndpoint
+from ._rewrite import RewritingMetricExporter, RewritingSpanExporter, TimestampRewriter
+from ._settings import DEFAULT, ExportSettings, _Default, resolve_settings
+
+__all__ = ["Telemetry", "configure"]
+
+_log = logging.getLogger("schedobs")
+_global_lock = threading.Lock()
+_global_handle: Telemetry | None = None
+
+
+class Telemetry:
+    """What :func:`configure` set up; use it to flush and to shut down.
+
+    ``shutdown(timeout)`` and ``force_flush(timeout)`` return within their bound
+    even when the collector is unreachable; they return ``False`` (and log
+    what did not finish) instead of waiting longer.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: ExportSettings,
+        resource: Resource,
+        registry: Registry,
+        meter_provider: MeterProvider,
+        tracer_provider: TracerProvider,
+        prometheus: PrometheusEndpoint | None,
+    ) -> None:
+        self.settings = settings
+        self.resource = resource
+        self.registry = registry
+        self.meter_provider = meter_provider
+        self.tracer_provider = tracer_provider
+        self._prometheus = prometheus
+        self._shutdown_lock = threading.Lock()
+        self._is_shutdown = False
+
+    @property
+    def prometheus_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` the Prometheus endpoint listens on, or ``None``."""
+        return None if self._prometheus is None else self._prometheus.address
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """The scrape URL, such as ``http://127.0.0.1:9464/metrics``, or ``None``."""
+        return None if self._prometheus is None else self._prometheus.url
+
+    def force_flush(self, timeout: float = 10.0) -> bool:
+        """Collect and export now.  ``True`` if everything finished within ``timeout`` s."""
+        millis = timeout * 1000.0
+        return _run_bounded(
+            {
+                "metrics": lambda: self.meter_provider.force_flush(timeout_millis=millis),
+                "traces": lambda: self.tracer_provider.force_flush(timeout_millis=int(millis)),
+            },
+            timeout,
+            "force_flush",
+        )
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Export what is pending, then stop everything.  Idempotent.
+
+        Returns ``True`` if the final exports finished within ``timeout`` seconds;
+        otherwise logs which did not and returns ``False`` (data still pending then
+        is lost, and said so, rather than holding the application).
+        """
+        with self._shutdown_lock:
+            if self._is_shutdown:
+                return True
+            self._is_shutdown = True
+        millis = timeout * 1000.0
+        done = _run_bounded(
+            {
+                "metrics": lambda: self.meter_provider.shutdown(timeout_millis=millis),
+                "traces": self.tracer_provider.shutdown,
+            },
+            timeout,
+            "shutdown",
+        )
+        # The scrape endpoint goes last, so a scrape during shutdown still works.
+        if self._prometheus is not None:
+            self._prometheus.close()
+        return done
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return (
+            f"Telemetry(service={self.resource.attributes.get('service.name')!r}, "
+            f"otlp={self.settings.otlp_enabled}, prometheus={self.prometheus_url!r})"
+        )
+
+
+def _run_bounded(steps: Mapping[str, Callable[[], Any]], timeout: float, what: str) -> bool:
+    """Run ``steps`` concurrently on daemon threads; wait at most ``timeout`` seconds.
+
+    The SDK's own timeouts are not a hard bound when an exporter is retrying
+    against a dead collector, so the bound is enforced here.
+    """
+    results: dict[str, bool] = {}
+
+    def run(name: str, step: Callable[[], Any]) -> None:
+        try:
+            outcome = step()
+        except Exception:
+            _log.exception("telemetry %s of %s failed", what, name)
+            outcome = False
+        results[name] = outcome is not False
+
+    threads = [
+        threading.Thread(target=run, args=(n, s), name=f"schedobs-{what}-{n}", daemon=True)
+        for n, s in steps.items()
+    ]
+    deadline = time.monotonic() + max(timeout, 0.0)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    late = [n for n in steps if n not in results]
+    failed = [n for n, ok in results.items() if not ok]
+    if late:
+        _log.warning(
+            "telemetry %s did not finish within %.1f s for %s; data still pending there "
+            "may not be exported",
+            what, timeout, ", ".join(late),
+        )  # fmt: skip
+    return not late and not failed
+
+
+def _otlp_exporters(settings: ExportSettings) -> tuple[MetricExporter, SpanExporter]:
+    # Imported lazily: the gRPC stack is heavy, and services that only scrape
+    # should not pay for it.
+    if settings.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
+
+        return (
+            GrpcMetricExporter(endpoint=settings.signal_endpoint("metrics")),
+            GrpcSpanExporter(endpoint=settings.signal_endpoint("traces")),
+        )
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpMetricExporter,
+    )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpSpanExporter,
+    )
+
+    return (
+        HttpMetricExporter(endpoint=settings.signal_endpoint("metrics")),
+        HttpSpanExporter(endpoint=settings.signal_endpoint("traces")),
+    )
+
+
+def configure(
+    service_name: str | None = None,
+    *,
+    zone: str | None = None,
+    otlp_endpoint: str | None = None,
+    otlp_protocol: str | None = None,
+    export_interval: float | None = None,
+    export_timeout: float | None = None,
+    prometheus: str | _Default | None = DEFAULT,
+    registry: Registry | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
+    timestamp_rewriter: TimestampRewriter | None = None,
+    metric_readers: Sequence[MetricReader] = (),
+    set_global: bool = True,
+) -> Telemetry:
+    """Set up OpenTelemetry export of the scheduler contract in one call.
+
+    >>> import schedobs
+    >>> telemetry = schedobs.configure(                      # doctest: +SKIP
+    ...     "checkout", zone="eu-west-1a", otlp_endpoint="http://127.0.0.1:4317")
+    >>> metrics = schedobs.SchedulerMetrics("ingest")       # doctest: +SKIP
+    >>> telemetry.shutdown(timeout=5)                        # doctest: +SKIP
+
+    Args:
+        service_name: ``service.name`` resource attribute (else ``OTEL_SERVICE_NAME``).
+        zone: ``cloud.availability_zone`` resource attribute.
+        otlp_endpoint: base OTLP URL (``http://host:4317`` for gRPC,
+            ``http://host:4318`` for HTTP, whose ``/v1/metrics`` and
+            ``/v1/traces`` paths are appended).  Else ``OTEL_EXPORTER_OTLP_*ENDPOINT``;
+            with neither, nothing is sent over OTLP (schedobs never guesses a
+            collector address).
+        otlp_protocol: ``grpc`` (default) or ``http/protobuf``; else
+            ``OTEL_EXPORTER_OTLP_PROTOCOL`` and its per-signal variants.
+        export_interval: seconds between metric exports (else
+            ``OTEL_METRIC_EXPORT_INTERVAL``, else 10).
+        export_timeout: seconds one metric export may take (else
+            ``OTEL_METRIC_EXPORT_TIMEOUT``, else 10).
+        prometheus: ``"host:port"`` of the scrape endpoint (else
+            ``OTEL_EXPORTER_PROMETHEUS_HOST``/``_PORT``, else ``127.0.0.1:9464``);
+            port ``0`` picks a free one; ``None`` disables it.
+        registry: the registry of :class:`~schedobs.contract.SchedulerMetrics`
+            to export (default: the process-wide one).
+        resource_attributes: further resource attributes.
+        timestamp_rewriter: a stage run on every span and metric batch just
+            before OTLP export (clock compensation plugs in here).
+        metric_readers: additional readers (for example an in-memory reader in
+            tests); they get the contract metrics too.
+        set_global: install the providers as the OpenTelemetry globals.
+
+    Raises:
+        ValueError, TypeError: a setting is invalid (nothing has been started).
+        OSError: the Prometheus endpoint cannot listen on its address.
+        RuntimeError: ``set_global`` while another global configuration is live.
+    """
+    settings = resolve_settings(
+        service_name=service_name,
+        zone=zone,
+        otlp_endpoint=otlp_endpoint,
+        otlp_protocol=otlp_protocol,
+        export_interval=export_interval,
+        export_timeout=export_timeout,
+        prometheus=prometheus,
+    )
+    if timestamp_rewriter is not None and not isinstance(timestamp_rewriter, TimestampRewriter):
+        raise TypeError("timestamp_rewriter must have rewrite_spans() and rewrite_metrics()")
+    attributes: dict[str, str] = dict(resource_attributes or {})
+    if settings.service_name is not None:
+        attributes["service.name"] = settings.service_name
+    if settings.zone is not None:
+        attributes["cloud.availability_zone"] = settings.zone
+    resource = Resource.create(attributes)
+    source = REGISTRY if registry is None else registry
+
+    if set_global:
+        _check_global_free()
+    endpoint = (
+        None if settings.prometheus is None else PrometheusEndpoint.start(*settings.prometheus)
+    )
+
+    readers: list[MetricReader] = list(metric_readers)
+    span_exporter: SpanExporter | None = None
+    if settings.otlp_enabled:
+        metric_exporter, span_exporter = _otlp_exporters(settings)
+        if timestamp_rewriter is not None:
+            metric_exporter = RewritingMetricExporter(metric_exporter, timestamp_rewriter)
+            span_exporter = RewritingSpanExporter(span_exporter, timestamp_rewriter)
+        readers.append(
+            PeriodicExportingMetricReader(
+                metric_exporter,
+                export_interval_millis=settings.export_interval_s * 1000.0,
+                export_timeout_millis=settings.export_timeout_s * 1000.0,
+            )
+        )
+    if endpoint is not None:
+        readers.append(endpoint.reader)
+
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    for reader in readers:
+        attach(reader, resource=resource, registry=source)
+    tracer_provider = TracerProvider(resource=resource)
+    if span_exporter is not None:
+        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+
+    handle = Telemetry(
+        settings=settings,
+        resource=resource,
+        registry=source,
+        meter_provider=meter_provider,
+        tracer_provider=tracer_provider,
+        prometheus=endpoint,
+    )
+    if set_global:
+        _install_global(handle)
+    return handle
+
+
+def _check_global_free() -> None:
+    with _global_lock:
+        if _global_handle is not None:
+            raise RuntimeError(
+                "schedobs.configure(set_global=True) was already called in this process "
+                f"({_global_handle!r}); OpenTelemetry lets the global providers be set only "
+                "once per process. Pass set_global=False and use the handle's providers."
+            )
+
+
+def _install_global(handle: Telemetry) -> None:
+    global _global_handle
+    with _global_lock:
+        _global_handle = handle
+    otel_metrics.set_meter_provider(handle.meter_provider)
+    otel_trace.set_tracer_provider(handle.tracer_provider)

@@ -1,0 +1,21 @@
+"""Helpers for testing code instrumented with schedobs.
+
+Real OTLP receivers (gRPC and HTTP) on loopback that decode what exporters
+send, and a decoder of received metric requests into plain values.
+
+Example::
+
+    from schedobs.testing import GrpcOtlpReceiver, latest_points
+
+    with GrpcOtlpReceiver() as receiver:
+        telemetry = schedobs.configure("svc", otlp_endpoint=receiver.endpoint,
+                                       prometheus=None, set_global=False)
+        ...
+        telemetry.force_flush()
+        points = latest_points(receiver.metrics_requests)
+"""
+
+from ._decode import OtlpPoint, latest_points
+from ._otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver, OtlpReceiver
+
+__all__ = ["GrpcOtlpReceiver", "HttpOtlpReceiver", "OtlpPoint", "OtlpReceiver", "latest_points"]

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from schedobs.contract import Registry
+from schedobs.testing import GrpcOtlpReceiver, HttpOtlpReceiver
+
+from ._prometheus_server import PrometheusServer
+
+
+@pytest.fixture
+def registry() -> Registry:
+    """A fresh registry: tests never touch the process-wide one."""
+    return Registry()
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """The real Debian Prometheus server on a free loopback port (one per session)."""
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def grpc_receiver() -> Iterator[GrpcOtlpReceiver]:
+    with GrpcOtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[HttpOtlpReceiver]:
+    with HttpOtlpReceiver() as receiver:
+        yield receiver
