@@ -35,16 +35,19 @@ def poll(fn: Callable[[], _T | None], timeout: float, what: str, interval: float
     no event to block on); the interval is short and the deadline explicit.
     """
     deadline = time.monotonic() + timeout
-    last: object = None
+    last = ""
+
     while True:
         try:
             value = fn()
         except (OSError, ValueError, KeyError) as exc:
-            value, last = None, exc
+            # Keep only the text: holding the exception would keep its frames'
+            # sockets alive past this call.
+            value, last = None, repr(exc)
         if value is not None:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout} s (last error: {last!r})")
+            raise TimeoutError(f"{what} not reached within {timeout} s (last error: {last})")
         time.sleep(interval)
 
 

@@ -144,7 +144,9 @@ def test_failing_callback_is_logged_once_and_skipped(
     metrics.set_queue_length(2, queue="global")
     with caplog.at_level(logging.ERROR, logger="schedobs"):
         for _ in range(3):
-            names = [(s.name, dict(p.attributes).get("scheduler.queue")) for s, p in metrics.collect()]
+            names = [
+                (s.name, dict(p.attributes).get("scheduler.queue")) for s, p in metrics.collect()
+            ]
             # The broken series is left out; the other one is still there.
             assert names == [("scheduler.queue.length", "global")]
     assert len([r for r in caplog.records if "queue-length callback" in r.message]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 from schedobs.contract._shards import Shards
@@ -64,4 +65,4 @@ def test_merge_while_recording_never_loses_counts() -> None:
     c.join()
     assert shards.merged()[0] == 120_000
     # Cumulative: what a collector sees never goes backwards.
-    assert all(a <= b for a, b in zip(seen, seen[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(seen))

@@ -52,7 +52,9 @@ def test_closed_value_sets() -> None:
         "shutdown",
         OTHER,
     )
-    assert {"global", "local", "ready", "timer", "work"} == set(attrs["scheduler.queue"].values or ())
+    assert {"global", "local", "ready", "timer", "work"} == set(
+        attrs["scheduler.queue"].values or ()
+    )
     # Open values are bounded by other means, never free-form task data.
     assert attrs["scheduler.name"].values is None
     assert attrs["scheduler.tenant"].values is None

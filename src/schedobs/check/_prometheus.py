@@ -24,10 +24,15 @@ _IGNORED_LABELS = frozenset({"job", "instance"})
 
 
 def _labels(labels: dict[str, str]) -> dict[str, str]:
+    # An empty label value is the same as an absent label in Prometheus; the
+    # OTel exporter writes one for every attribute another series of the family has.
     return {
         k: v
         for k, v in labels.items()
-        if k not in _IGNORED_LABELS and not k.startswith(_IGNORED_LABEL_PREFIXES) and k != "le"
+        if v
+        and k not in _IGNORED_LABELS
+        and not k.startswith(_IGNORED_LABEL_PREFIXES)
+        and k != "le"
     }
 
 
@@ -76,6 +81,7 @@ def check_prometheus_text(
                 f"exposed as {family.type}, the contract says {spec.instrument.prometheus_type}",
             )
             continue
+        _check_duplicates(family.samples, exposed, found)
         if spec.instrument is InstrumentKind.HISTOGRAM:
             _check_histogram(family.samples, spec, exposed, contract, key_of, found)
         else:
@@ -89,6 +95,21 @@ def check_prometheus_text(
                 found.count_series(spec)
     found.missing(contract, seen, strict, "prometheus")
     return found.report(source, contract)
+
+
+def _check_duplicates(samples: list, exposed: str, found: Findings) -> None:  # type: ignore[type-arg]
+    seen: set[tuple[str, frozenset[tuple[str, str]]]] = set()
+    for sample in samples:
+        key = (sample.name, frozenset(sample.labels.items()))
+        if key in seen:
+            found.violation(
+                exposed,
+                "duplicate-sample",
+                f"{sample.name} appears more than once with the same labels "
+                "(Prometheus rejects such a scrape)",
+                _labels(sample.labels),
+            )
+        seen.add(key)
 
 
 def _check_labels(

@@ -14,6 +14,7 @@ import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
+from operator import add
 
 from ._points import CounterPoint, GaugePoint, HistogramPoint
 from ._shards import Row, Shards
@@ -33,8 +34,7 @@ _INF = math.inf
 
 
 def _fold_histogram(into: Row, row: Row) -> None:
-    for i in range(_MIN):
-        into[i] += row[i]
+    into[:_MIN] = map(add, into[:_MIN], row[:_MIN])  # counts and sum, in C
     if row[_MIN] < into[_MIN]:
         into[_MIN] = row[_MIN]
     if row[_MAX] > into[_MAX]:
@@ -92,7 +92,7 @@ class LatencyHistogram:
     def snapshot(self) -> HistogramPoint:
         """The cumulative state of this series."""
         row = self._shards.merged()
-        buckets = tuple(int(c) for c in row[:_NBUCKETS])
+        buckets = tuple(map(int, row[:_NBUCKETS]))
         count = sum(buckets)
         return HistogramPoint(
             attributes=self.attributes,

@@ -104,7 +104,15 @@ def render_markdown(contract: Contract = CONTRACT) -> str:
         "unit is spelled as a word suffix (`ms` → `_milliseconds`, `{task}` annotations vanish) "
         "and counters end in `_total`. The same names appear on the scrape endpoint and after "
         "Prometheus' own OTLP ingestion, so one name always means one thing. The exporter also "
-        "adds `otel_scope_*` labels; the scrape adds `job` and `instance`.",
+        "adds `otel_scope_*` labels; the scrape adds `job` and `instance`. Series that lack an "
+        "optional attribute show it as an empty label value, which Prometheus treats as absent.",
+        "",
+        "The seed contract named the metrics `scheduler_queue_length`, "
+        "`scheduler_schedule_latency_ms` and `scheduler_rejected_tasks_total`. The first and "
+        "third are exactly the standard translation. For the histogram the translation spells "
+        "the unit `milliseconds`, on the scrape path and after OTLP ingestion alike, so the "
+        "contract uses `scheduler_schedule_latency_milliseconds`; `schedobs check` flags the "
+        "seed spelling and names the right one.",
         "",
     ]
     return "\n".join(lines)

@@ -12,6 +12,37 @@ from prometheus_client import CollectorRegistry, start_http_server
 __all__ = ["PrometheusEndpoint"]
 
 
+class _PullReader(PrometheusMetricReader):
+    """The SDK's Prometheus reader, minus one trap.
+
+    ``MeterProvider.force_flush()`` calls ``force_flush`` on every reader; the
+    SDK's Prometheus reader then collects and queues a snapshot that the next
+    scrape exposes *beside* its own, so every series appears twice (Prometheus
+    rejects the scrape's duplicates).  A pull reader has nothing to flush.
+    """
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+
+class _SerializedCollector:
+    """Serves one scrape at a time.
+
+    Each scrape makes the reader collect and queue a snapshot, then drains the
+    queue; two concurrent scrapes could each drain the other's snapshot
+    (duplicates in one, nothing in the other).  Scrapes are rare and cheap, so
+    a lock costs nothing that matters.
+    """
+
+    def __init__(self, inner: CollectorRegistry) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def collect(self) -> list[Any]:
+        with self._lock:
+            return list(self._inner.collect())
+
+
 class PrometheusEndpoint:
     """A ``PrometheusMetricReader`` served on ``http://host:port/metrics``.
 
@@ -28,8 +59,10 @@ class PrometheusEndpoint:
     @classmethod
     def start(cls, host: str, port: int) -> PrometheusEndpoint:
         """Listen on ``host:port`` (port 0: a free port) and serve in a daemon thread."""
+        private = CollectorRegistry(auto_describe=False)
+        reader = _PullReader(registry=private)
         registry = CollectorRegistry(auto_describe=False)
-        reader = PrometheusMetricReader(registry=registry)
+        registry.register(_SerializedCollector(private))
         try:
             server, thread = start_http_server(port, addr=host, registry=registry)
         except OSError as exc:

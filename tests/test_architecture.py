@@ -1,0 +1,108 @@
+"""The layering rules of DESIGN §2 and the curated public surface, enforced."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+import schedobs
+
+SRC = Path(schedobs.__file__).parent
+ROOT = SRC.parent.parent
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    package = ".".join(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+    return found
+
+
+@pytest.mark.parametrize("layer", ["contract", "runtime"])
+def test_contract_and_runtime_never_import_the_sdk_or_upper_layers(layer: str) -> None:
+    folder = SRC / layer
+    if not folder.exists():
+        pytest.skip(f"schedobs.{layer} does not exist yet")
+    for path in folder.rglob("*.py"):
+        for module in _imports(path):
+            assert not module.startswith("opentelemetry.sdk"), (path, module)
+            assert not module.startswith(
+                ("schedobs.export", "schedobs.check", "schedobs.testing")
+            ), (
+                path,
+                module,
+            )
+            if layer == "runtime":
+                assert not module.startswith("opentelemetry"), (path, module)
+
+
+PUBLIC = {
+    "schedobs": {
+        "CONTRACT", "CONTRACT_VERSION", "REGISTRY", "LatencyHistogram", "QueueLengthGauge",
+        "Registry", "RejectionCounter", "SchedulerMetrics", "Telemetry", "TimestampRewriter",
+        "__version__", "configure",
+    },
+    "schedobs.check": {
+        "Finding", "Report", "check_otlp_metrics", "check_prometheus_endpoint",
+        "check_prometheus_text",
+    },
+    "schedobs.export": {
+        "DEFAULT_PROMETHEUS", "SCOPE", "ExportSettings", "RewritingMetricExporter",
+        "RewritingSpanExporter", "Telemetry", "TimestampRewriter", "attach", "configure",
+        "to_sdk_metrics",
+    },
+    "schedobs.testing": {
+        "GrpcOtlpReceiver", "HttpOtlpReceiver", "OtlpPoint", "OtlpReceiver", "latest_points",
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_public_surface_is_pinned(name: str) -> None:
+    module = importlib.import_module(name)
+    assert set(module.__all__) == PUBLIC[name]
+    for attr in module.__all__:
+        assert getattr(module, attr) is not None
+        obj = getattr(module, attr)
+        if callable(obj) and not attr.startswith("_"):
+            assert obj.__doc__, f"{name}.{attr} has no docstring"
+
+
+def test_contract_package_exports_what_it_declares() -> None:
+    import schedobs.contract as contract
+
+    for attr in contract.__all__:
+        assert hasattr(contract, attr), attr
+
+
+def test_implementation_modules_are_private() -> None:
+    for path in SRC.rglob("*.py"):
+        if path.name in ("__init__.py", "__main__.py", "py.typed"):
+            continue
+        assert path.name.startswith("_"), f"{path} should be a private _module"
+
+
+def test_versions_agree() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    match = re.search(r'^version = "([^"]+)"', pyproject, re.M)
+    assert match and match.group(1) == schedobs.__version__
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## [{schedobs.__version__}]" in changelog or "## [Unreleased]" in changelog
+
+
+def test_typed_package() -> None:
+    assert (SRC / "py.typed").exists()

@@ -1,0 +1,123 @@
+"""The schedobs command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from threading import Thread
+
+import pytest
+
+from schedobs._cli import main
+from schedobs.contract import CONTRACT_VERSION, Registry
+from schedobs.export import configure
+
+from ._workload import record
+
+
+def test_contract_markdown(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["contract"]) == 0
+    out = capsys.readouterr().out
+    assert f"# schedobs metric contract v{CONTRACT_VERSION}" in out
+    assert "| `scheduler.schedule.latency` | histogram | `ms` |" in out
+    assert "`scheduler_schedule_latency_milliseconds_bucket`" in out
+    assert (
+        "0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 25 50 100 250 500 1000 2500 5000 10000, +Inf"
+        in out
+    )
+
+
+def test_contract_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["contract", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["version"] == CONTRACT_VERSION
+    names = {m["name"]: m for m in data["metrics"]}
+    assert (
+        names["scheduler.rejected_tasks"]["prometheus"]["name"] == "scheduler_rejected_tasks_total"
+    )
+    assert names["scheduler.schedule.latency"]["boundaries"][0] == 0.01
+
+
+def _serve(text: str) -> tuple[HTTPServer, str]:
+    body = text.encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/metrics"
+
+
+def test_check_passes_on_a_live_endpoint_and_fails_precisely_on_a_wrong_one(
+    registry: Registry,
+) -> None:
+    record(registry)
+    telemetry = configure(prometheus="127.0.0.1:0", registry=registry, set_global=False)
+    try:
+        url = telemetry.prometheus_url or ""
+        ok = subprocess.run(
+            [sys.executable, "-m", "schedobs", "check", url, "--strict"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "conforms to schedobs contract" in ok.stdout
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+    finally:
+        telemetry.shutdown(timeout=5)
+
+    server, wrong_url = _serve(text.replace('le="0.25"', 'le="0.3"'))
+    try:
+        bad = subprocess.run(
+            [sys.executable, "-m", "schedobs", "check", wrong_url, "--format", "json"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert bad.returncode == 1
+    report = json.loads(bad.stdout)
+    assert report["ok"] is False
+    assert {v["rule"] for v in report["violations"]} == {"bad-buckets"}
+    assert "missing [0.25], unexpected [0.3]" in report["violations"][0]["message"]
+
+
+def test_check_unreachable_endpoint_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["check", f"http://127.0.0.1:{port}/metrics", "--timeout", "2"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_check_reads_a_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "expo.txt"
+    path.write_text("# TYPE scheduler_queue_length gauge\nscheduler_queue_length 1\n")
+    assert main(["check", str(path)]) == 1
+    assert "missing-attribute" in capsys.readouterr().out
+
+
+def test_demo_runs_headless_and_checks_itself() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "schedobs", "demo", "--duration", "6", "--headless",
+         "--prometheus", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert ": exact" in out.stdout
+    assert "refused: queue_full=" in out.stdout  # the burst at 5 s overflowed the queue
+    assert "conforms to schedobs contract" in out.stdout

@@ -1,0 +1,28 @@
+"""The committed contract reference is the one the code renders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from schedobs.contract import render_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_docs_contract_md_is_up_to_date() -> None:
+    committed = (ROOT / "docs" / "contract.md").read_text()
+    assert committed == render_markdown() + "\n", (
+        "docs/contract.md is stale: regenerate it with `schedobs contract > docs/contract.md`"
+    )
+
+
+def test_readme_shows_the_two_commands_and_the_contract() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme
+    assert "make test" in readme
+    for name in (
+        "scheduler_queue_length",
+        "scheduler_schedule_latency_milliseconds",
+        "scheduler_rejected_tasks_total",
+    ):
+        assert name in readme
