@@ -3,7 +3,7 @@
 Each handle is bound to one series (one attribute set) of one contract metric,
 like ``prometheus_client``'s ``.labels(...)`` children.  Resolving attributes
 once and keeping the handle makes each recording a few list operations on the
-calling thread's own row (see :mod:`._shards`): about 0.2 µs, against 5 to 9 µs
+calling thread's own row (see :mod:`schedobs._shards`): about 0.2 µs, against 5 to 9 µs
 for an OpenTelemetry SDK ``Histogram.record``.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from operator import add
 
 from ._points import CounterPoint, GaugePoint, HistogramPoint
-from ._shards import Row, Shards
+from schedobs._shards import Row, Shards
 from ._spec import LATENCY_BOUNDARIES_MS
 
 __all__ = ["LatencyHistogram", "QueueLengthGauge", "RejectionCounter"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TypeVar
 
 from ._instruments import LatencyHistogram, QueueLengthGauge, RejectionCounter
-from ._points import CounterPoint, Point
+from ._points import CounterPoint, GaugePoint, Point
 from ._registry import REGISTRY, Registry
 from ._spec import (
     DROPPED_OBSERVATIONS,
@@ -26,8 +27,10 @@ from ._spec import (
     SCHEDULER_NAME,
     SCHEDULER_QUEUE,
     SCHEDULER_TENANT,
+    InstrumentKind,
     MetricSpec,
 )
+from ._spec import CONTRACT as _CONTRACT
 
 __all__ = ["DEFAULT_TENANT_CAP", "MAX_LABEL_LENGTH", "SchedulerMetrics"]
 
@@ -36,7 +39,11 @@ DEFAULT_TENANT_CAP = 64
 #: Longest scheduler or tenant name accepted.
 MAX_LABEL_LENGTH = 128
 
+_log = logging.getLogger("schedobs")
 _Key = tuple[str | None, str | None]
+#: What a pull callback reports: a contract metric, the attributes beyond
+#: ``scheduler.name``/``scheduler.kind``, and the current value.
+Observation = tuple[MetricSpec, Mapping[str, str], int]
 _H = TypeVar("_H", LatencyHistogram, RejectionCounter, QueueLengthGauge)
 
 
@@ -81,6 +88,7 @@ class SchedulerMetrics:
         self._queues: dict[_Key, QueueLengthGauge] = {}
         self._dropped: dict[str, int] = {}
         self._dropped_start = 0
+        self._callbacks: list[_Callback] = []
         self._registry = REGISTRY if registry is None else registry
         self._registry.register(self)
 
@@ -151,6 +159,41 @@ class SchedulerMetrics:
         """Read the length of ``queue`` from ``callback()`` at each collection."""
         self.queue_length(queue, tenant=tenant).set_callback(callback)
 
+    # --- pull-based values ---------------------------------------------------------------
+
+    def register_callback(self, callback: Callable[[], Iterable[Observation]]) -> None:
+        """Report values read at each collection: gauges, and counters kept by the scheduler.
+
+        ``callback()`` returns ``(spec, attributes, value)`` triples for gauge and
+        counter metrics of the contract (``attributes`` beyond name and kind).
+        Counter values must be cumulative.  A triple that breaks the contract, or a
+        callback that raises, is logged once and left out of the collection.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        with self._lock:
+            self._callbacks.append(_Callback(callback, time.time_ns()))
+
+    def _collect_callbacks(self) -> Iterator[tuple[MetricSpec, Point]]:
+        with self._lock:
+            callbacks = list(self._callbacks)
+        for cb in callbacks:
+            try:
+                observations = list(cb.fn())
+            except Exception:
+                cb.complain("raised")
+                continue
+            for spec, extra, value in observations:
+                problem = _observation_problem(spec, extra, value)
+                if problem:
+                    cb.complain(problem)
+                    continue
+                attributes = MappingProxyType({**self._base, **extra})
+                if spec.instrument is InstrumentKind.GAUGE:
+                    yield spec, GaugePoint(attributes, value)
+                else:
+                    yield spec, CounterPoint(attributes, cb.start_ns, value)
+
     # --- lifecycle and collection --------------------------------------------------
 
     def close(self) -> None:
@@ -167,6 +210,7 @@ class SchedulerMetrics:
             yield SCHEDULE_LATENCY, histogram.snapshot()
         for counter in list(self._rejections.values()):
             yield REJECTED_TASKS, counter.snapshot()
+        yield from self._collect_callbacks()
         with self._lock:
             dropped = sorted(self._dropped.items())
         for reason, count in dropped:
@@ -235,6 +279,43 @@ class SchedulerMetrics:
 
     def __repr__(self) -> str:
         return f"SchedulerMetrics(name={self._name!r}, kind={self._kind!r})"
+
+
+class _Callback:
+    __slots__ = ("complained", "fn", "start_ns")
+
+    def __init__(self, fn: Callable[[], Iterable[Observation]], start_ns: int) -> None:
+        self.fn = fn
+        self.start_ns = start_ns
+        self.complained = False
+
+    def complain(self, problem: str) -> None:
+        if not self.complained:
+            self.complained = True
+            _log.error(
+                "metrics callback %r %s; its values are left out (logged once)", self.fn, problem
+            )
+
+
+def _observation_problem(spec: object, extra: object, value: object) -> str | None:
+    if not isinstance(spec, MetricSpec) or spec not in _CONTRACT.metrics:
+        return f"reported {spec!r}, which is not a contract metric"
+    if spec.instrument is InstrumentKind.HISTOGRAM:
+        return f"reported the histogram {spec.name}; histograms are recorded, not pulled"
+    if not isinstance(extra, Mapping):
+        return f"gave attributes {extra!r} that are not a mapping"
+    for key, val in extra.items():
+        if key not in spec.attributes or key in (SCHEDULER_NAME, SCHEDULER_KIND):
+            return f"gave attribute {key!r}, which {spec.name} does not allow here"
+        allowed = _CONTRACT.attributes[key].values
+        if allowed is not None and val not in allowed:
+            return f"gave {key}={val!r}, not one of {', '.join(allowed)}"
+    missing = set(spec.required_attributes) - set(extra) - {SCHEDULER_NAME, SCHEDULER_KIND}
+    if missing:
+        return f"left out required attributes {sorted(missing)} of {spec.name}"
+    if type(value) is not int or value < 0:
+        return f"gave the value {value!r} for {spec.name}; it must be an int >= 0"
+    return None
 
 
 def _check_label(what: str, value: object) -> None:

@@ -27,7 +27,7 @@ __all__ = [
     "prometheus_name",
 ]
 
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"
 
 #: The value that folds everything beyond a cap or outside a closed set.
 OTHER = "_OTHER"
@@ -157,7 +157,14 @@ SCHEDULER_QUEUE = "scheduler.queue"
 SCHEDULER_TENANT = "scheduler.tenant"
 ERROR_TYPE = "error.type"
 
+PROCESSOR_STATE = "scheduler.processor.state"
+THREAD_STATE = "scheduler.thread.state"
+TASK_STATE = "scheduler.task.state"
+
 KINDS = ("gmp", "asyncio", "thread_pool", "custom")
+PROCESSOR_STATES = ("busy", "idle")
+THREAD_STATES = ("running", "spinning", "syscall", "idle")
+TASK_STATES = ("runnable", "running", "syscall", "waiting")
 QUEUES = ("global", "local", "ready", "timer", "work")
 REASONS = ("queue_full", "quota_exceeded", "constraint_violation", "shutdown", OTHER)
 
@@ -190,6 +197,23 @@ _ATTRIBUTES = (
         "resources exceed the scheduler's limits), `shutdown` (the scheduler no longer accepts "
         f"work), `{OTHER}` (any other reason).",
         REASONS,
+    ),
+    AttributeSpec(
+        PROCESSOR_STATE,
+        "Whether a processor (a GMP P) is held by a thread that runs tasks (`busy`) or not.",
+        PROCESSOR_STATES,
+    ),
+    AttributeSpec(
+        THREAD_STATE,
+        "What a scheduler thread (a GMP M) is doing: running tasks, spinning in search of "
+        "work, blocked in a system call, or parked.",
+        THREAD_STATES,
+    ),
+    AttributeSpec(
+        TASK_STATE,
+        "Where a live task is: waiting in a run queue, running, inside a blocking call, or "
+        "parked (sleeping, waiting on a channel or a wait group).",
+        TASK_STATES,
     ),
 )
 
@@ -230,6 +254,75 @@ REJECTED_TASKS = MetricSpec(
     optional_attributes=(SCHEDULER_TENANT,),
 )
 
+# --- optional runtime metrics (schedulers that have the concepts export them) --------
+
+_BASE = (SCHEDULER_NAME, SCHEDULER_KIND)
+
+PROCESSORS = MetricSpec(
+    name="scheduler.processors",
+    instrument=InstrumentKind.GAUGE,
+    unit="{processor}",
+    description="Logical processors (the GMP P, the GOMAXPROCS analogue), by state.",
+    required_attributes=(*_BASE, PROCESSOR_STATE),
+    required=False,
+)
+THREADS = MetricSpec(
+    name="scheduler.threads",
+    instrument=InstrumentKind.GAUGE,
+    unit="{thread}",
+    description="Scheduler threads (the GMP M), by state.",
+    required_attributes=(*_BASE, THREAD_STATE),
+    required=False,
+)
+TASKS = MetricSpec(
+    name="scheduler.tasks",
+    instrument=InstrumentKind.GAUGE,
+    unit="{task}",
+    description="Live tasks (submitted, not finished), by state.",
+    required_attributes=(*_BASE, TASK_STATE),
+    required=False,
+)
+STEALS = MetricSpec(
+    name="scheduler.steals",
+    instrument=InstrumentKind.COUNTER,
+    unit="{steal}",
+    description="Times an idle processor took half of another processor's run queue.",
+    required_attributes=_BASE,
+    required=False,
+)
+HANDOFFS = MetricSpec(
+    name="scheduler.handoffs",
+    instrument=InstrumentKind.COUNTER,
+    unit="{handoff}",
+    description=(
+        "Times the monitor took a processor from a thread blocked in a system call and gave "
+        "it to another thread."
+    ),
+    required_attributes=_BASE,
+    required=False,
+)
+PREEMPTIONS = MetricSpec(
+    name="scheduler.preemptions",
+    instrument=InstrumentKind.COUNTER,
+    unit="{preemption}",
+    description=(
+        "Times a task that ran longer than the preemption threshold (10 ms) was made to yield "
+        "at its next checkpoint."
+    ),
+    required_attributes=_BASE,
+    required=False,
+)
+COMPLETED_TASKS = MetricSpec(
+    name="scheduler.completed_tasks",
+    instrument=InstrumentKind.COUNTER,
+    unit="{task}",
+    description="Tasks that finished (returned, raised or were cancelled before starting).",
+    required_attributes=_BASE,
+    required=False,
+)
+
+RUNTIME_METRICS = (PROCESSORS, THREADS, TASKS, STEALS, HANDOFFS, PREEMPTIONS, COMPLETED_TASKS)
+
 #: Self-metric: observations that the recorder refused to aggregate.
 DROPPED_OBSERVATIONS = MetricSpec(
     name="schedobs.observations.dropped",
@@ -247,7 +340,7 @@ DROP_REASONS = ("nan", "infinite", "negative")
 
 CONTRACT = Contract(
     version=CONTRACT_VERSION,
-    metrics=(QUEUE_LENGTH, SCHEDULE_LATENCY, REJECTED_TASKS, DROPPED_OBSERVATIONS),
+    metrics=(QUEUE_LENGTH, SCHEDULE_LATENCY, REJECTED_TASKS, *RUNTIME_METRICS, DROPPED_OBSERVATIONS),
     attributes=MappingProxyType(
         {spec.key: spec for spec in _ATTRIBUTES}
         | {"reason": AttributeSpec("reason", "Why an observation was dropped.", DROP_REASONS)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 
-from schedobs.contract._shards import Shards
+from schedobs._shards import Shards
 
 
 def _sum(into: list[float], row: list[float]) -> None:

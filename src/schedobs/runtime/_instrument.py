@@ -1,0 +1,82 @@
+"""The runtime's hooks implemented with the metric contract.
+
+Latency goes straight into two contract histogram handles (global and local
+queue), called from the Ms' loops; everything else is read at collection time
+from :class:`RuntimeStats`, once per collection, so the runtime pays nothing
+for it between collections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from schedobs.contract import SchedulerMetrics
+from schedobs.contract._spec import (
+    COMPLETED_TASKS,
+    HANDOFFS,
+    PREEMPTIONS,
+    PROCESSOR_STATE,
+    PROCESSORS,
+    QUEUE_LENGTH,
+    SCHEDULER_QUEUE,
+    STEALS,
+    TASK_STATE,
+    TASKS,
+    THREAD_STATE,
+    THREADS,
+)
+from schedobs.contract._scheduler_metrics import Observation
+
+from ._stats import RuntimeStats
+
+__all__ = ["ContractHooks"]
+
+
+class ContractHooks:
+    """Feeds a :class:`~schedobs.contract.SchedulerMetrics` from a runtime."""
+
+    def __init__(self, metrics: SchedulerMetrics, *, owned: bool = False) -> None:
+        if metrics.kind != "gmp":
+            raise ValueError(f"a GMP runtime reports scheduler.kind=gmp, got {metrics.kind!r}")
+        self.metrics = metrics
+        self._owned = owned
+        self._global = metrics.latency(queue="global")
+        self._local = metrics.latency(queue="local")
+
+    def latency_recorders(self) -> tuple[Callable[[float], None], Callable[[float], None]]:
+        return self._global.observe, self._local.observe
+
+    def rejected(self, reason: str, tenant: str | None) -> None:
+        self.metrics.reject(reason, tenant=tenant)
+
+    def bind(self, stats: Callable[[], RuntimeStats]) -> None:
+        def observe() -> Iterator[Observation]:
+            s = stats()
+            yield QUEUE_LENGTH, {SCHEDULER_QUEUE: "global"}, s.queued_global
+            yield QUEUE_LENGTH, {SCHEDULER_QUEUE: "local"}, s.queued_local
+            yield PROCESSORS, {PROCESSOR_STATE: "busy"}, s.processors - s.processors_idle
+            yield PROCESSORS, {PROCESSOR_STATE: "idle"}, s.processors_idle
+            for state, n in (
+                ("running", s.threads_running),
+                ("spinning", s.threads_spinning),
+                ("syscall", s.threads_syscall),
+                ("idle", s.threads_idle),
+            ):
+                yield THREADS, {THREAD_STATE: state}, n
+            for state, n in (
+                ("runnable", s.tasks_runnable),
+                ("running", s.tasks_running),
+                ("syscall", s.tasks_syscall),
+                ("waiting", s.tasks_waiting),
+            ):
+                yield TASKS, {TASK_STATE: state}, n
+            yield STEALS, {}, s.steals
+            yield HANDOFFS, {}, s.handoffs
+            yield PREEMPTIONS, {}, s.preemptions
+            yield COMPLETED_TASKS, {}, s.completed
+
+        self.metrics.register_callback(observe)
+
+    def close(self) -> None:
+        if self._owned:
+            self.metrics.close()

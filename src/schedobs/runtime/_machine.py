@@ -1,0 +1,407 @@
+"""M: an OS thread that runs tasks while it holds a P.
+
+The schedule loop, per round (Go's ``schedule``/``findRunnable``)::
+
+    every 61st round: global queue first (so it is never starved)
+    runnext ─► local queue ─► global queue (a fair batch) ─► steal half of a
+    random victim ─► release the P, re-check everything ─► park
+
+Executing a task: a plain callable runs to completion in the submitter's
+context; a generator or coroutine is stepped until it yields an operation
+(see :mod:`._ops`), which decides whether it is re-queued, parked on a timer,
+runs a blocking call here, or parks until woken.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ._ops import Blocking, Checkpoint, Gosched, Park, Sleep, tls
+from ._processor import P, P_RUNNING, P_SYSCALL
+from ._runqueue import LOCAL_CAPACITY, overflow, steal_half, take_batch
+from ._task import CALLABLE, SyscallState, Task, TaskState, record_syscall
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+    from ._sched import Scheduler
+
+__all__ = ["M"]
+
+_RUNNABLE = TaskState.RUNNABLE
+_RUNNING = TaskState.RUNNING
+_WAITING = TaskState.WAITING
+_SYSCALL = TaskState.SYSCALL
+_now = time.perf_counter_ns
+
+
+class M:
+    """A machine: one OS thread of the runtime."""
+
+    __slots__ = (
+        "_park",
+        "completed",
+        "curg",
+        "exited",
+        "id",
+        "in_syscall",
+        "long_running",
+        "nextp",
+        "p",
+        "preemptions",
+        "runtime",
+        "sched",
+        "spinning",
+        "steals",
+        "stolen",
+        "thread",
+    )
+
+    def __init__(self, sched: Scheduler, mid: int, runtime: Runtime) -> None:
+        self.sched = sched
+        self.runtime = runtime
+        self.id = mid
+        self.p: P | None = None
+        self.nextp: P | None = None
+        self.spinning = False
+        self.curg: Task | None = None
+        self.in_syscall = False
+        self.exited = False
+        # Counters: written by this thread only, summed by readers.
+        self.completed = 0
+        self.steals = 0
+        self.stolen = 0
+        self.preemptions = 0
+        self.long_running = 0
+        self._park = threading.Lock()
+        self._park.acquire()
+        self.thread = threading.Thread(target=self._main, name=f"{sched.name}-M{mid}", daemon=True)
+
+    # --- parking -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def unpark(self) -> None:
+        """Wake this M (exactly once per park: the waker removed it from an idle list)."""
+        self._park.release()
+
+    def _park_until_p(self) -> bool:
+        """Park as an idle M until handed a P; ``False`` when the runtime stops."""
+        self._park.acquire()
+        p = self.nextp
+        self.nextp = None
+        if p is None:
+            return False
+        self.p = p
+        p.m = self
+        return True
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def _main(self) -> None:
+        tls.m = self
+        try:
+            p = self.nextp
+            self.nextp = None
+            if p is not None:
+                self.p = p
+                p.m = self
+                self._schedule()
+        finally:
+            self.exited = True
+            tls.m = None
+            self.runtime._m_exited(self)
+
+    def _schedule(self) -> None:
+        sched = self.sched
+        runtime = self.runtime
+        gq = sched.global_queue
+        nprocs = sched.nprocs
+        observe = runtime._observe_latency  # (global, local) recorders, or None
+        timed = observe is not None
+        now = _now
+        while True:
+            p = self.p
+            if p is None:
+                if not self._acquire_p():
+                    return
+                p = self.p
+                assert p is not None
+            local = p.runq
+            tick = p.schedtick = p.schedtick + 1
+            g: Task | None = None
+            if tick % 61 == 0 and gq:
+                g = take_batch(gq, local, nprocs)
+            if g is None:
+                g = p.runnext
+                if g is not None:
+                    p.runnext = None
+                else:
+                    try:
+                        g = local.popleft()
+                    except IndexError:
+                        g = self._find_runnable()
+                        if g is None:
+                            return
+            if self.spinning:
+                self._reset_spinning()
+            if timed:
+                observe[g.source]((now() - g.ready_ns) / 1e6)  # type: ignore[index]
+            self.curg = g
+            g.state = _RUNNING
+            if g.form == CALLABLE:
+                future = g.future
+                if future is not None and not future.set_running_or_notify_cancel():
+                    g.fn = g.args = g.kwargs = None
+                    g.state = TaskState.DONE  # cancelled before it started
+                else:
+                    try:
+                        if g.kwargs:
+                            result = g.ctx.run(g.fn, *g.args, **g.kwargs)  # type: ignore[arg-type]
+                        else:
+                            result = g.ctx.run(g.fn, *g.args)  # type: ignore[arg-type]
+                    except BaseException as exc:
+                        g._finish(None, exc)
+                    else:
+                        g._finish(result, None)
+                    if g.preempt:
+                        self.long_running += 1
+                self.completed += 1
+            else:
+                self._step(g)
+            self.curg = None
+
+    # --- slow paths ---------------------------------------------------------------------
+
+    def _acquire_p(self) -> bool:
+        """Get any P (after a system call gave ours away), parking if none is free."""
+        sched = self.sched
+        with sched.lock:
+            if sched.idle_ps:
+                p = sched.idle_ps.pop()
+                p.status = P_RUNNING
+                p.m = self
+                self.p = p
+                return True
+            if sched.stopping:
+                return False
+            sched.idle_ms.append(self)
+        return self._park_until_p()
+
+    def _reset_spinning(self) -> None:
+        """A spinning M found work: stop spinning; if it was the last, wake another."""
+        sched = self.sched
+        self.spinning = False
+        with sched.lock:
+            sched.nmspinning -= 1
+            last = sched.nmspinning == 0
+        if last:
+            sched.wakep()
+
+    def _find_runnable(self) -> Task | None:
+        """Global queue, then stealing, then release the P and park.  ``None``: stop."""
+        sched = self.sched
+        runtime = self.runtime
+        while True:
+            p = self.p
+            assert p is not None
+            g = take_batch(sched.global_queue, p.runq, sched.nprocs)
+            if g is not None:
+                return g
+            if not self.spinning:
+                busy = sched.nprocs - len(sched.idle_ps)
+                if 2 * sched.nmspinning < busy:
+                    with sched.lock:
+                        sched.nmspinning += 1
+                    self.spinning = True
+            if self.spinning:
+                for victim in sched.random_victims(p):
+                    before = len(p.runq)
+                    g = steal_half(victim.runq, p.runq)
+                    if g is not None:
+                        self.steals += 1
+                        self.stolen += 1 + len(p.runq) - before
+                        return g
+            if runtime._closing:
+                runtime._maybe_finish()
+            with sched.lock:
+                if sched.global_queue:
+                    continue
+                sched.put_idle_p_locked(p)
+                self.p = None
+                was_spinning = self.spinning
+                if was_spinning:
+                    self.spinning = False
+                    sched.nmspinning -= 1
+            # The P is released: a submitter that saw no idle P a moment ago did
+            # not wake anyone, so look once more before sleeping.
+            if sched.has_work():
+                with sched.lock:
+                    if sched.idle_ps and not sched.stopping:
+                        q = sched.idle_ps.pop()
+                        q.status = P_RUNNING
+                        q.m = self
+                        self.p = q
+                        if was_spinning:
+                            sched.nmspinning += 1
+                            self.spinning = True
+                        continue
+            with sched.lock:
+                if sched.stopping:
+                    return None
+                sched.idle_ms.append(self)
+            if not self._park_until_p():
+                return None
+
+    # --- coroutine and generator tasks ------------------------------------------------------
+
+    def _requeue_local(self, g: Task) -> None:
+        g.state = _RUNNABLE
+        g.source = 1
+        if self.runtime._observe_latency is not None:
+            g.ready_ns = _now()
+        p = self.p
+        assert p is not None
+        if len(p.runq) < LOCAL_CAPACITY:
+            p.runq.append(g)
+        else:
+            overflow(p.runq, g, self.sched.global_queue)
+
+    def _preempted(self, g: Task) -> None:
+        """The monitor flagged ``g``: it goes to the global queue (Go does the same)."""
+        self.preemptions += 1
+        g.preempt = False
+        g.state = _RUNNABLE
+        g.source = 0
+        if self.runtime._observe_latency is not None:
+            g.ready_ns = _now()
+        self.sched.global_queue.append(g)
+
+    def _step(self, g: Task) -> None:
+        coro = g.coro
+        ctx = g.ctx
+        if g.syscall_state is SyscallState.READY:
+            record_syscall(g, SyscallState.IDLE)
+        while True:
+            try:
+                exc = g.throw
+                if exc is not None:
+                    g.throw = None
+                    op = ctx.run(coro.throw, exc)
+                else:
+                    value = g.resume
+                    g.resume = None
+                    op = ctx.run(coro.send, value)
+            except StopIteration as stop:
+                g._finish(stop.value, None)
+                self.completed += 1
+                return
+            except BaseException as exc:
+                g._finish(None, exc)
+                self.completed += 1
+                return
+            kind = type(op)
+            if op is None or kind is Gosched:
+                if g.preempt:
+                    self._preempted(g)
+                else:
+                    self._requeue_local(g)
+                return
+            if kind is Checkpoint:
+                if g.preempt:
+                    self._preempted(g)
+                    return
+                continue
+            if kind is Sleep:
+                g.state = _WAITING
+                self.runtime._sleep(g, op.seconds)
+                return
+            if kind is Blocking:
+                if not self._blocking_call(g, op):
+                    return  # no P after the call: g went to the global queue
+                continue
+            if kind is Park:
+                g.state = _WAITING
+                if op.register(g):
+                    return
+                g.state = _RUNNING
+                continue
+            g.throw = TypeError(
+                f"a schedobs runtime task awaited or yielded {op!r}; only runtime operations "
+                "(gosched, sleep, blocking, checkpoint, channel and wait-group operations) "
+                "can suspend it"
+            )
+
+    # --- system calls ----------------------------------------------------------------------------
+
+    def entersyscall(self, g: Task) -> P:
+        """Mark the start of a blocking call: the P stays ours unless the monitor retakes it."""
+        p = self.p
+        assert p is not None
+        g.state = _SYSCALL
+        record_syscall(g, SyscallState.PREPARE)
+        self.in_syscall = True
+        p.syscall_since = _now()
+        p.status = P_SYSCALL
+        monitor = self.sched.monitor
+        if monitor is not None:
+            monitor.kick_if_asleep()
+        record_syscall(g, SyscallState.BLOCKED)
+        return p
+
+    def _exitsyscall(self, g: Task, p: P) -> bool:
+        """Back from the call: reacquire a P (``True``) or report that none is free."""
+        record_syscall(g, SyscallState.RESUMED)
+        self.in_syscall = False
+        q = self.sched.reacquire_after_syscall(self, p)
+        if q is not None:
+            self.p = q
+            g.state = _RUNNING
+            record_syscall(g, SyscallState.IDLE)
+            return True
+        self.p = None
+        return False
+
+    def _blocking_call(self, g: Task, op: Blocking) -> bool:
+        p = self.entersyscall(g)
+        try:
+            g.resume = g.ctx.run(op.fn, *op.args, **op.kwargs)
+        except BaseException as exc:
+            g.throw = exc
+        if self._exitsyscall(g, p):
+            return True
+        # No P is free: the task waits in the global queue (a coroutine can
+        # move to another M); this M becomes idle.
+        record_syscall(g, SyscallState.READY)
+        self.runtime._make_runnable(g, from_m=False)
+        return False
+
+    def exitsyscall_inline(self, g: Task, p: P) -> None:
+        """End of a ``with syscall():`` block in a plain callable: wait here for a P.
+
+        The callable's frame lives on this thread, so the task cannot move: the
+        M waits for a P rather than queueing the task.
+        """
+        if self._exitsyscall(g, p):
+            return
+        record_syscall(g, SyscallState.READY)
+        sched = self.sched
+        with sched.lock:
+            if sched.idle_ps:
+                q = sched.idle_ps.pop()
+                q.status = P_RUNNING
+                q.m = self
+                self.p = q
+            else:
+                sched.p_waiters.append(self)
+                q = None
+        if q is None:
+            self._park_until_p()
+        g.state = _RUNNING
+        record_syscall(g, SyscallState.IDLE)
+
+    def __repr__(self) -> str:
+        return f"<M{self.id} p={self.p.id if self.p else None} spinning={self.spinning}>"
+

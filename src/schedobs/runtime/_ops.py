@@ -1,0 +1,164 @@
+"""The operations a task performs on the runtime: yield, sleep, block, park, checkpoint.
+
+A coroutine task awaits them; a generator task yields them (``x = yield
+sleep(0.1)`` works, since a generator receives what it is sent).  Each one
+suspends the task with a small marker object that the M interprets::
+
+    await gosched()            -> Gosched     re-queue at the tail, run others
+    await sleep(s)             -> Sleep       park on a timer, no M held
+    await blocking(fn, *a)     -> Blocking    run fn on this M as a system call
+    await checkpoint()         -> Checkpoint  switch only if the monitor flagged us
+    (channels, wait groups)    -> Park        park until another task wakes us
+
+Plain callables cannot be suspended; they use :func:`syscall` around blocking
+code instead, and :func:`checkpoint_sync`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import types
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from ._machine import M
+    from ._task import Task
+
+__all__ = [
+    "Blocking",
+    "Checkpoint",
+    "Gosched",
+    "Park",
+    "Sleep",
+    "blocking",
+    "checkpoint",
+    "current_m",
+    "gosched",
+    "sleep",
+    "syscall",
+]
+
+_T = TypeVar("_T")
+
+class _ThreadState(threading.local):
+    #: The M running on this thread; the class default answers for other threads
+    #: without an exception (the lookup is on every submission).
+    m: M | None = None
+
+
+tls = _ThreadState()
+
+
+def current_m() -> M | None:
+    """The M of the calling thread, or ``None`` outside the runtime."""
+    return tls.m
+
+
+class Gosched:
+    """Marker: re-queue me and run something else."""
+
+    __slots__ = ()
+
+
+GOSCHED = Gosched()
+
+
+class Checkpoint:
+    """Marker: switch only if the monitor asked for preemption."""
+
+    __slots__ = ()
+
+
+CHECKPOINT = Checkpoint()
+
+
+class Sleep:
+    """Marker: park me for ``seconds`` on the timer heap."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class Blocking:
+    """Marker: run ``fn(*args, **kwargs)`` on my M as a blocking system call."""
+
+    __slots__ = ("args", "fn", "kwargs")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+
+
+class Park:
+    """Marker: park me; ``register(task)`` runs on the M once I am suspended.
+
+    ``register`` returns ``True`` if the task is now parked (someone will make
+    it runnable later), or ``False`` if the wait is already over and the task
+    should continue at once.  Registering after suspension is what makes a
+    wake-up that races with the park safe (Go's ``gopark(unlockf)``).
+    """
+
+    __slots__ = ("register",)
+
+    def __init__(self, register: Callable[[Task], bool]) -> None:
+        self.register = register
+
+
+@types.coroutine
+def gosched() -> Generator[Any, Any, None]:
+    """Yield the processor: the task goes to the back of its run queue."""
+    yield GOSCHED
+
+
+@types.coroutine
+def checkpoint() -> Generator[Any, Any, None]:
+    """A preemption point: switches only if the task has run too long (10 ms)."""
+    yield CHECKPOINT
+
+
+@types.coroutine
+def sleep(seconds: float) -> Generator[Any, Any, None]:
+    """Sleep without holding an M: the task parks on a timer."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"seconds must be a number, got {type(seconds).__name__}")
+    if math.isnan(seconds):
+        raise ValueError("seconds must not be NaN")
+    yield Sleep(max(float(seconds), 0.0))
+
+
+@types.coroutine
+def blocking(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Generator[Any, Any, _T]:
+    """Run ``fn(*args, **kwargs)`` as a blocking system call and return its result.
+
+    The task keeps its P at first; if the call lasts beyond the monitor's
+    threshold, the P is handed to another M so the other tasks keep running.
+    """
+    if not callable(fn):
+        raise TypeError(f"blocking() needs a callable, got {type(fn).__name__}")
+    result: _T = yield Blocking(fn, args, kwargs)
+    return result
+
+
+@contextmanager
+def syscall() -> Iterator[None]:
+    """Mark a blocking section inside a plain-callable task (a no-op elsewhere).
+
+    >>> def task():                      # doctest: +SKIP
+    ...     with syscall():
+    ...         data = sock.recv(4096)   # the P may be handed off meanwhile
+    """
+    m = current_m()
+    if m is None or m.curg is None:
+        yield
+        return
+    token = m.entersyscall(m.curg)
+    try:
+        yield
+    finally:
+        m.exitsyscall_inline(m.curg, token)

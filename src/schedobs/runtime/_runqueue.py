@@ -1,0 +1,76 @@
+"""Run queues: the global queue and each P's bounded local queue.
+
+Both are ``collections.deque``: ``append`` and ``popleft`` are atomic, so the
+owner, thieves and the global-queue consumers can race without a lock and a
+task is still taken exactly once (whoever's ``popleft`` returns it).  The local
+queue's bound (256, as Go's) is enforced by its owner: on overflow it moves half
+of the queue to the global queue, so a burst spreads to idle Ps.
+
+::
+
+    submit (outside) ──► global ──► batch into local (owner)
+    go (inside a task) ──► runnext ─┐
+    yield / wake-up ─────► local ───┼─► M runs it
+                 thief ◄── local ◄──┘   steal takes half from the head
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._task import Task
+
+__all__ = ["LOCAL_CAPACITY", "GlobalQueue", "LocalQueue", "steal_half", "take_batch"]
+
+LOCAL_CAPACITY = 256
+
+LocalQueue = deque  # of Task; a type alias: no wrapper on the hot path
+GlobalQueue = deque
+
+
+def overflow(local: deque[Task], task: Task, global_queue: deque[Task]) -> None:
+    """``local`` is full: move its older half plus ``task`` to the global queue."""
+    moved = 0
+    half = len(local) // 2
+    while moved < half:
+        try:
+            global_queue.append(local.popleft())
+        except IndexError:  # thieves emptied it meanwhile
+            break
+        moved += 1
+    global_queue.append(task)
+
+
+def take_batch(global_queue: deque[Task], local: deque[Task], nprocs: int) -> Task | None:
+    """Take one task to run now and a fair batch into ``local`` (Go's ``globrunqget``)."""
+    try:
+        first = global_queue.popleft()
+    except IndexError:
+        return None
+    # A share of what waits, but never more than half the local capacity.
+    n = min(len(global_queue) // nprocs + 1, LOCAL_CAPACITY // 2, LOCAL_CAPACITY - len(local))
+    for _ in range(n - 1):
+        try:
+            local.append(global_queue.popleft())
+        except IndexError:
+            break
+    return first
+
+
+def steal_half(victim: deque[Task], into: deque[Task]) -> Task | None:
+    """Steal half of ``victim``'s queue (at least one); return one to run now."""
+    n = (len(victim) + 1) // 2
+    if n == 0:
+        return None
+    try:
+        first = victim.popleft()
+    except IndexError:
+        return None
+    for _ in range(n - 1):
+        try:
+            into.append(victim.popleft())
+        except IndexError:
+            break
+    return first

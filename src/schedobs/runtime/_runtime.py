@@ -1,0 +1,310 @@
+"""Runtime: the GMP scheduler as a ``concurrent.futures.Executor``."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any, TypeVar
+
+from schedobs._shards import Shards
+
+from ._machine import M
+from ._monitor import Monitor
+from ._ops import tls
+from ._processor import P_IDLE
+from ._runqueue import LOCAL_CAPACITY, overflow
+from ._sched import Scheduler
+from ._stats import RuntimeHooks, RuntimeStats
+from ._task import Task, TaskState
+
+__all__ = ["RejectedError", "Runtime"]
+
+_T = TypeVar("_T")
+_now = time.perf_counter_ns
+
+
+class RejectedError(RuntimeError):
+    """A task was refused.  ``reason`` is the contract's ``error.type`` value.
+
+    A subclass of ``RuntimeError``, which is what ``concurrent.futures``
+    executors raise after shutdown.
+    """
+
+    def __init__(self, reason: str, message: str, tenant: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.tenant = tenant
+
+
+def _sum_rows(into: list[float], row: list[float]) -> None:
+    into[0] += row[0]
+
+
+class Runtime(Executor):
+    """A Go-style scheduler: G tasks on M threads holding P processors.
+
+    >>> from schedobs.runtime import Runtime, sleep
+    >>> with Runtime(procs=2, name="workers") as rt:     # doctest: +SKIP
+    ...     future = rt.submit(pow, 2, 10)                 # a plain callable
+    ...     task = rt.go(fetch_all, urls)                  # an async def, fire-and-forget
+    ...     future.result(), task.result()
+
+    Args:
+        procs: number of Ps (the GOMAXPROCS analogue); default: CPU count.
+        name: name of the runtime (thread names, ``scheduler.name``).
+        max_threads: cap on Ms (threads), including those blocked in system calls.
+        max_queued: bound of the global queue for submissions from outside the
+            runtime; beyond it ``submit``/``go`` raise :class:`RejectedError`
+            (``queue_full``).  ``None``: unbounded.
+        hooks: instrumentation (see :class:`RuntimeHooks`); ``None`` costs nothing.
+        metrics: a :class:`~schedobs.contract.SchedulerMetrics` of kind ``gmp`` to
+            report the contract to (shorthand for contract hooks).
+        instrument: create and own such metrics, named ``name``, in ``registry``.
+        syscall_threshold: seconds a blocking call may hold its P before the
+            monitor hands the P to another M (when there is work for it).
+        preempt_after: seconds a task may run before it is flagged to yield.
+    """
+
+    def __init__(
+        self,
+        procs: int | None = None,
+        *,
+        name: str = "gmp",
+        max_threads: int = 10_000,
+        max_queued: int | None = None,
+        hooks: RuntimeHooks | None = None,
+        metrics: Any = None,
+        instrument: bool = False,
+        registry: Any = None,
+        syscall_threshold: float = 20e-6,
+        preempt_after: float = 0.010,
+    ) -> None:
+        procs = os.cpu_count() or 1 if procs is None else procs
+        for what, value, low in (("procs", procs, 1), ("max_threads", max_threads, 1)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+            if value < low:
+                raise ValueError(f"{what} must be >= {low}, got {value}")
+        if max_threads < procs:
+            raise ValueError(f"max_threads ({max_threads}) must be >= procs ({procs})")
+        if max_queued is not None and (
+            isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1
+        ):
+            raise ValueError(f"max_queued must be an int >= 1 or None, got {max_queued!r}")
+        for what, secs in (("syscall_threshold", syscall_threshold), ("preempt_after", preempt_after)):
+            if isinstance(secs, bool) or not isinstance(secs, (int, float)) or not secs > 0:
+                raise ValueError(f"{what} must be a number of seconds > 0, got {secs!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+
+        if hooks is None and (metrics is not None or instrument):
+            from ._instrument import ContractHooks
+
+            if metrics is None:
+                from schedobs.contract import SchedulerMetrics
+
+                metrics = SchedulerMetrics(name, kind="gmp", registry=registry)
+                hooks = ContractHooks(metrics, owned=True)
+            else:
+                hooks = ContractHooks(metrics)
+        self.name = name
+        self._hooks = hooks
+        self._observe_latency: tuple[Callable[[float], None], ...] | None = (
+            tuple(hooks.latency_recorders()) if hooks is not None else None
+        )
+        self._max_queued = max_queued
+        self._sched = Scheduler(procs, max_threads, name, lambda s, i: M(s, i, self))
+        self._monitor = Monitor(
+            self._sched,
+            self,
+            syscall_threshold_ns=int(syscall_threshold * 1e9),
+            preempt_after_ns=int(preempt_after * 1e9),
+        )
+        self._sched.monitor = self._monitor
+        self._created = Shards([0], _sum_rows)
+        self._created_local = self._created.local
+        self._rejected = {"queue_full": 0, "shutdown": 0}
+        self._closing = False
+        self._shutdown_lock = threading.Lock()
+        self._finished = threading.Event()
+        self._monitor.start()
+        if hooks is not None:
+            hooks.bind(self.stats)
+
+    # --- submitting ----------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        """Schedule ``fn(*args, **kwargs)``; return a standard ``Future``.
+
+        ``fn`` may be a plain function, a generator function or an ``async def``
+        (the future then resolves to what the generator or coroutine returns).
+        """
+        future: Future[_T] = Future()
+        self._submit(Task(fn, args, kwargs, contextvars.copy_context(), future))
+        return future
+
+    def go(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
+        """Start ``fn(*args, **kwargs)`` as a task, fire-and-forget; returns its handle."""
+        task = Task(fn, args, kwargs, contextvars.copy_context())
+        self._submit(task)
+        return task
+
+    def _submit(self, task: Task) -> None:
+        if self._closing:
+            self._reject("shutdown", "cannot schedule new tasks after shutdown")
+        if self._max_queued is not None and len(self._sched.global_queue) >= self._max_queued:
+            self._reject("queue_full", f"the global queue holds {self._max_queued} tasks")
+        try:
+            row = self._created_local.row
+        except AttributeError:
+            row = self._created.new_row()
+        row[0] += 1
+        self._make_runnable(task, from_m=True)
+
+    def _reject(self, reason: str, message: str) -> None:
+        with self._shutdown_lock:
+            self._rejected[reason] += 1
+        if self._hooks is not None:
+            self._hooks.rejected(reason, None)
+        raise RejectedError(reason, message)
+
+    def _make_runnable(self, task: Task, *, from_m: bool) -> None:
+        """Queue a task that became runnable (new, woken, timer fired, back from a call)."""
+        task.state = TaskState.RUNNABLE
+        if self._observe_latency is not None:
+            task.ready_ns = _now()
+        m = tls.m if from_m else None
+        p = m.p if m is not None and m.runtime is self and m.curg is not None else None
+        if p is not None:
+            # Made runnable by the task running here: next in line on this P
+            # (locality), the previous occupant of runnext goes to the queue.
+            task.source = 1
+            old = p.runnext
+            p.runnext = task
+            if old is not None:
+                if len(p.runq) < LOCAL_CAPACITY:
+                    p.runq.append(old)
+                else:
+                    overflow(p.runq, old, self._sched.global_queue)
+        else:
+            task.source = 0
+            self._sched.global_queue.append(task)
+        self._sched.wakep()
+
+    def _sleep(self, task: Task, seconds: float) -> None:
+        self._monitor.add_timer(_now() + int(seconds * 1e9), task)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def _submitted(self) -> int:
+        return int(self._created.merged()[0])
+
+    def _completed(self) -> int:
+        return sum(m.completed for m in list(self._sched.all_ms))
+
+    def _maybe_finish(self) -> None:
+        """Called when closing and an M ran out of work: stop once no task is live."""
+        if self._finished.is_set() or self._submitted() - self._completed() > 0:
+            return
+        with self._shutdown_lock:
+            if self._finished.is_set():
+                return
+            self._finished.set()
+        self._sched.stop()
+        self._monitor.stop()
+        if self._hooks is not None:
+            self._hooks.close()
+
+    def _m_exited(self, m: M) -> None:
+        pass
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting tasks; with ``wait``, return once every live task finished.
+
+        Queued tasks still run (a task parked forever keeps ``wait`` waiting, as
+        a hung task does in ``ThreadPoolExecutor``).  ``cancel_futures`` cancels
+        the futures of submitted tasks that have not started.
+        """
+        with self._shutdown_lock:
+            self._closing = True
+        if cancel_futures:
+            sched = self._sched
+            queued = list(sched.global_queue)
+            for p in sched.procs:
+                queued.extend(p.runq)
+                if p.runnext is not None:
+                    queued.append(p.runnext)
+            for task in queued:
+                if task.future is not None:
+                    task.future.cancel()
+        # With nothing running, no M will pass through its slow path to notice.
+        if not any(p.status != P_IDLE for p in self._sched.procs) and not self._sched.has_work():
+            self._maybe_finish()
+        else:
+            self._sched.wakep()
+        if wait:
+            self._finished.wait()
+            me = threading.current_thread()
+            for m in list(self._sched.all_ms):
+                if m.thread is not me and m.thread.is_alive():
+                    m.thread.join(timeout=5)
+
+    # --- introspection ---------------------------------------------------------------------
+
+    @property
+    def procs(self) -> int:
+        """Number of processors."""
+        return self._sched.nprocs
+
+    def stats(self) -> RuntimeStats:
+        """Counts at this moment (see :class:`RuntimeStats`)."""
+        sched = self._sched
+        procs = sched.procs
+        ms = list(sched.all_ms)
+        queued_local = sum(p.queued() for p in procs)
+        queued_global = len(sched.global_queue)
+        live_ms = [m for m in ms if not m.exited]
+        syscall = sum(1 for m in live_ms if m.in_syscall)
+        spinning = sum(1 for m in live_ms if m.spinning)
+        running = sum(1 for m in live_ms if m.curg is not None and not m.in_syscall)
+        idle_threads = max(len(live_ms) - syscall - spinning - running, 0)
+        submitted = self._submitted()
+        completed = sum(m.completed for m in ms)
+        runnable = queued_local + queued_global
+        waiting = max(submitted - completed - runnable - running - syscall, 0)
+        with self._shutdown_lock:
+            rejected = dict(self._rejected)
+        return RuntimeStats(
+            processors=sched.nprocs,
+            processors_idle=sum(1 for p in procs if p.status == P_IDLE),
+            threads_running=running,
+            threads_spinning=spinning,
+            threads_syscall=syscall,
+            threads_idle=idle_threads,
+            tasks_runnable=runnable,
+            tasks_running=running,
+            tasks_syscall=syscall,
+            tasks_waiting=waiting,
+            queued_global=queued_global,
+            queued_local=queued_local,
+            submitted=submitted,
+            completed=completed,
+            rejected_queue_full=rejected["queue_full"],
+            rejected_shutdown=rejected["shutdown"],
+            steals=sum(m.steals for m in ms),
+            stolen_tasks=sum(m.stolen for m in ms),
+            handoffs=sched.handoffs,
+            preemptions=sum(m.preemptions for m in ms),
+            preempt_flags=self._monitor.preempt_flags,
+            long_running=sum(m.long_running for m in ms),
+            threads_created=sched.threads_created,
+            monitor_ticks=self._monitor.ticks,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Runtime {self.name!r} procs={self.procs} closing={self._closing}>"
+

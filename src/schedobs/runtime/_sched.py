@@ -1,0 +1,170 @@
+"""The scheduler's shared state and its slow paths: idle lists, wake-ups, hand-off.
+
+Go's rules, kept (``runtime/proc.go``):
+
+- an M runs tasks only while it holds a P; at most ``procs`` Ps exist;
+- ``wakep``: when work appears and a P is idle, start one *spinning* M unless
+  one is already spinning (it will find the work, and wake the next one if it
+  was the last spinner) — so a burst of submissions costs one wake-up;
+- an M that finds no work releases its P, re-checks every queue (a submitter
+  may have seen no idle P a moment ago), then parks;
+- ``handoff``: a P taken from an M blocked in a system call goes to another M
+  if there is work for it, else to the idle list.
+
+The lock guards the idle lists, the spinning count and P state transitions.
+The fast paths (running the next task, submitting) never take it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ._processor import P, P_IDLE, P_RUNNING, P_SYSCALL
+
+if TYPE_CHECKING:
+    from ._machine import M
+    from ._monitor import Monitor
+    from ._task import Task
+
+__all__ = ["Scheduler"]
+
+
+class Scheduler:
+    """All Ps and Ms of one runtime and the rules that move them."""
+
+    def __init__(
+        self,
+        procs: int,
+        max_threads: int,
+        name: str,
+        make_m: Callable[[Scheduler, int], M],
+    ) -> None:
+        self.name = name
+        self.nprocs = procs
+        self.max_threads = max_threads
+        self.lock = threading.Lock()
+        self.global_queue: deque[Task] = deque()
+        self.procs = [P(i) for i in range(procs)]
+        self.idle_ps: list[P] = list(reversed(self.procs))
+        self.idle_ms: list[M] = []
+        self.p_waiters: list[M] = []  # Ms back from a syscall, waiting for any P
+        self.all_ms: list[M] = []
+        self.nmspinning = 0
+        self.stopping = False
+        self.monitor: Monitor | None = None
+        self._make_m = make_m
+        self._mids = itertools.count()
+        self.rng = random.Random()
+        # Counters written under the lock (slow paths only).
+        self.handoffs = 0
+        self.threads_created = 0
+
+    # --- wake-ups ---------------------------------------------------------------
+
+    def wakep(self) -> None:
+        """Start a spinning M on an idle P, if there is one and nobody spins yet."""
+        if not self.idle_ps or self.nmspinning:
+            return  # the common case, decided without the lock
+        with self.lock:
+            if not self.idle_ps or self.nmspinning or self.stopping:
+                return
+            p = self.idle_ps.pop()
+            self.nmspinning += 1
+            if not self._startm_locked(p, spinning=True):
+                self.nmspinning -= 1
+                self.idle_ps.append(p)
+
+    def _startm_locked(self, p: P, spinning: bool) -> bool:
+        """Give ``p`` to an idle M (or a new one); ``False`` if the thread cap is reached."""
+        p.status = P_RUNNING
+        if self.idle_ms:
+            m = self.idle_ms.pop()
+            m.nextp = p
+            m.spinning = spinning
+            p.m = m
+            m.unpark()
+        else:
+            if len(self.all_ms) >= self.max_threads:
+                p.status = P_IDLE
+                return False
+            m = self._make_m(self, next(self._mids))
+            m.nextp = p
+            m.spinning = spinning
+            p.m = m
+            self.all_ms.append(m)
+            self.threads_created += 1
+            m.start()
+        monitor = self.monitor
+        if monitor is not None:
+            monitor.kick_if_asleep()
+        return True
+
+    def put_idle_p_locked(self, p: P) -> None:
+        """``p`` has no M: give it to an M waiting after a syscall, else to the idle list."""
+        p.m = None
+        if self.p_waiters:
+            m = self.p_waiters.pop(0)
+            p.status = P_RUNNING
+            p.m = m
+            m.nextp = p
+            m.unpark()
+            return
+        p.status = P_IDLE
+        self.idle_ps.append(p)
+
+    def has_work(self) -> bool:
+        """Whether any queue holds a runnable task (racy; for decisions that re-check)."""
+        if self.global_queue:
+            return True
+        return any(p.runq or p.runnext is not None for p in self.procs)
+
+    # --- system-call hand-off ------------------------------------------------------
+
+    def handoff_locked(self, p: P) -> None:
+        """Retake ``p`` from its M blocked in a system call and put it to work."""
+        p.status = P_IDLE
+        p.m = None
+        self.handoffs += 1
+        if p.runq or p.runnext is not None or self.global_queue:
+            if self._startm_locked(p, spinning=False):
+                return
+        self.put_idle_p_locked(p)
+
+    def reacquire_after_syscall(self, m: M, p: P) -> P | None:
+        """An M returns from a system call: its own P if still reserved, else an idle one."""
+        with self.lock:
+            if p.status == P_SYSCALL and p.m is m:
+                p.status = P_RUNNING
+                return p
+            if self.idle_ps:
+                q = self.idle_ps.pop()
+                q.status = P_RUNNING
+                q.m = m
+                return q
+        return None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Make every M exit once the queues are empty (they drain first)."""
+        with self.lock:
+            self.stopping = True
+            parked = list(self.idle_ms) + list(self.p_waiters)
+            self.idle_ms.clear()
+            self.p_waiters.clear()
+        for m in parked:
+            m.nextp = None
+            m.unpark()
+
+    def random_victims(self, me: P) -> list[P]:
+        """Every other P, starting at a random one (the steal order)."""
+        n = self.nprocs
+        if n == 1:
+            return []
+        start = self.rng.randrange(n)
+        return [self.procs[(start + i) % n] for i in range(n) if self.procs[(start + i) % n] is not me]
