@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from schedobs.check import check_prometheus_text
-from schedobs.contract import Registry
+from schedobs.contract import CONTRACT_VERSION, Registry
 from schedobs.export import configure
 
 from .._workload import record
@@ -41,7 +41,7 @@ def test_real_output_conforms(good: str) -> None:
         "scheduler.schedule.latency": 2,
         "scheduler.rejected_tasks": 3,
     }
-    assert "conforms to schedobs contract v1.0.0" in report.render_text()
+    assert f"conforms to schedobs contract v{CONTRACT_VERSION}" in report.render_text()
 
 
 def test_the_seed_histogram_name_is_flagged_with_the_right_name(good: str) -> None:

@@ -16,8 +16,9 @@ from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from operator import add
 
-from ._points import CounterPoint, GaugePoint, HistogramPoint
 from schedobs._shards import Row, Shards
+
+from ._points import CounterPoint, GaugePoint, HistogramPoint
 from ._spec import LATENCY_BOUNDARIES_MS
 
 __all__ = ["LatencyHistogram", "QueueLengthGauge", "RejectionCounter"]

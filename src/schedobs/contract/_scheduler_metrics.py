@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
-import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TypeVar
@@ -13,6 +13,7 @@ from typing import TypeVar
 from ._instruments import LatencyHistogram, QueueLengthGauge, RejectionCounter
 from ._points import CounterPoint, GaugePoint, Point
 from ._registry import REGISTRY, Registry
+from ._spec import CONTRACT as _CONTRACT
 from ._spec import (
     DROPPED_OBSERVATIONS,
     ERROR_TYPE,
@@ -30,7 +31,6 @@ from ._spec import (
     InstrumentKind,
     MetricSpec,
 )
-from ._spec import CONTRACT as _CONTRACT
 
 __all__ = ["DEFAULT_TENANT_CAP", "MAX_LABEL_LENGTH", "SchedulerMetrics"]
 

@@ -340,7 +340,13 @@ DROP_REASONS = ("nan", "infinite", "negative")
 
 CONTRACT = Contract(
     version=CONTRACT_VERSION,
-    metrics=(QUEUE_LENGTH, SCHEDULE_LATENCY, REJECTED_TASKS, *RUNTIME_METRICS, DROPPED_OBSERVATIONS),
+    metrics=(
+        QUEUE_LENGTH,
+        SCHEDULE_LATENCY,
+        REJECTED_TASKS,
+        *RUNTIME_METRICS,
+        DROPPED_OBSERVATIONS,
+    ),
     attributes=MappingProxyType(
         {spec.key: spec for spec in _ATTRIBUTES}
         | {"reason": AttributeSpec("reason", "Why an observation was dropped.", DROP_REASONS)}

@@ -29,7 +29,7 @@ Task forms::
         rt.go(gen, 10).join()
 """
 
-from ._chan import Chan, ChannelClosed, WaitGroup
+from ._chan import Chan, ChannelClosedError, WaitGroup
 from ._ops import blocking, checkpoint, current_m, gosched, sleep, syscall
 from ._runtime import RejectedError, Runtime
 from ._stats import RuntimeHooks, RuntimeStats
@@ -37,7 +37,7 @@ from ._task import SyscallState, Task, TaskState
 
 __all__ = [
     "Chan",
-    "ChannelClosed",
+    "ChannelClosedError",
     "RejectedError",
     "Runtime",
     "RuntimeHooks",

@@ -20,12 +20,12 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._task import Task
 
-__all__ = ["Chan", "ChannelClosed", "WaitGroup"]
+__all__ = ["Chan", "ChannelClosedError", "WaitGroup"]
 
 _T = TypeVar("_T")
 
 
-class ChannelClosed(Exception):
+class ChannelClosedError(Exception):
     """Receive from a closed, drained channel; send on (or close of) a closed channel."""
 
 
@@ -86,7 +86,7 @@ class Chan(Generic[_T]):
 
     def _try_send_locked(self, value: _T) -> bool:
         if self._closed:
-            raise ChannelClosed("send on a closed channel")
+            raise ChannelClosedError("send on a closed channel")
         if self._recvq:
             self._recvq.popleft().wake(value)
             return True
@@ -113,7 +113,7 @@ class Chan(Generic[_T]):
                 try:
                     if self._try_send_locked(value):
                         return False
-                except ChannelClosed as exc:
+                except ChannelClosedError as exc:
                     task.throw = exc
                     return False
                 self._sendq.append(_Waiter(task, runtime, value))
@@ -136,13 +136,13 @@ class Chan(Generic[_T]):
             sender.wake()
             return True, sender.value
         if self._closed:
-            raise ChannelClosed("receive from a closed channel")
+            raise ChannelClosedError("receive from a closed channel")
         return False, None
 
     def try_recv(self) -> tuple[_T | None, bool]:
         """Receive without waiting: ``(value, True)``, or ``(None, False)`` if nothing waits.
 
-        Raises :class:`ChannelClosed` once the channel is closed and drained.
+        Raises :class:`ChannelClosedError` once the channel is closed and drained.
         """
         with self._lock:
             ok, value = self._try_recv_locked()
@@ -150,7 +150,7 @@ class Chan(Generic[_T]):
 
     @types.coroutine
     def recv(self) -> Generator[Any, Any, _T]:
-        """Receive a value, waiting (parked) for one; :class:`ChannelClosed` when done."""
+        """Receive a value, waiting (parked) for one; :class:`ChannelClosedError` when done."""
         with self._lock:
             ok, value = self._try_recv_locked()
         if ok:
@@ -161,7 +161,7 @@ class Chan(Generic[_T]):
             with self._lock:
                 try:
                     ok, value = self._try_recv_locked()
-                except ChannelClosed as exc:
+                except ChannelClosedError as exc:
                     task.throw = exc
                     return False
                 if ok:
@@ -174,18 +174,18 @@ class Chan(Generic[_T]):
         return received
 
     def close(self) -> None:
-        """Close: waiting receivers and senders get :class:`ChannelClosed`; buffered
+        """Close: waiting receivers and senders get :class:`ChannelClosedError`; buffered
         values can still be received."""
         with self._lock:
             if self._closed:
-                raise ChannelClosed("close of a closed channel")
+                raise ChannelClosedError("close of a closed channel")
             self._closed = True
             receivers, self._recvq = self._recvq, deque()
             senders, self._sendq = self._sendq, deque()
         for waiter in receivers:
-            waiter.wake(exc=ChannelClosed("receive from a closed channel"))
+            waiter.wake(exc=ChannelClosedError("receive from a closed channel"))
         for waiter in senders:
-            waiter.wake(exc=ChannelClosed("send on a closed channel"))
+            waiter.wake(exc=ChannelClosedError("send on a closed channel"))
 
     def __aiter__(self) -> Chan[_T]:
         return self
@@ -195,7 +195,7 @@ class Chan(Generic[_T]):
         """Receive until the channel is closed and drained."""
         try:
             value: _T = yield from self.recv()
-        except ChannelClosed:
+        except ChannelClosedError:
             raise StopAsyncIteration from None
         return value
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from schedobs.contract import SchedulerMetrics
+from schedobs.contract._scheduler_metrics import Observation
 from schedobs.contract._spec import (
     COMPLETED_TASKS,
     HANDOFFS,
@@ -25,7 +26,6 @@ from schedobs.contract._spec import (
     THREAD_STATE,
     THREADS,
 )
-from schedobs.contract._scheduler_metrics import Observation
 
 from ._stats import RuntimeStats
 

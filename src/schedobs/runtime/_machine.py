@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ._ops import Blocking, Checkpoint, Gosched, Park, Sleep, tls
-from ._processor import P, P_RUNNING, P_SYSCALL
+from ._processor import P_RUNNING, P_SYSCALL, P
 from ._runqueue import LOCAL_CAPACITY, overflow, steal_half, take_batch
 from ._task import CALLABLE, SyscallState, Task, TaskState, record_syscall
 
@@ -33,6 +33,7 @@ _RUNNABLE = TaskState.RUNNABLE
 _RUNNING = TaskState.RUNNING
 _WAITING = TaskState.WAITING
 _SYSCALL = TaskState.SYSCALL
+_DONE = TaskState.DONE
 _now = time.perf_counter_ns
 
 
@@ -155,17 +156,30 @@ class M:
                 future = g.future
                 if future is not None and not future.set_running_or_notify_cancel():
                     g.fn = g.args = g.kwargs = None
-                    g.state = TaskState.DONE  # cancelled before it started
+                    g.result_value = g.exc = None
+                    g.state = _DONE  # cancelled before it started
                 else:
                     try:
-                        if g.kwargs:
-                            result = g.ctx.run(g.fn, *g.args, **g.kwargs)  # type: ignore[arg-type]
+                        kwargs = g.kwargs
+                        if kwargs is None:
+                            result = g.ctx.run(g.fn, *g.args)  # type: ignore[arg-type, misc]
                         else:
-                            result = g.ctx.run(g.fn, *g.args)  # type: ignore[arg-type]
+                            result = g.ctx.run(g.fn, *g.args, **kwargs)  # type: ignore[arg-type, misc]
                     except BaseException as exc:
                         g._finish(None, exc)
                     else:
-                        g._finish(result, None)
+                        if future is None and g.waiters is None:
+                            # The common case, inlined: nothing to notify.
+                            g.result_value = result
+                            g.exc = None
+                            g.fn = g.args = None
+                            g.state = _DONE
+                            # A joiner may have registered between the check
+                            # and the state write: look again (see Task._finish).
+                            if g.has_waiters():
+                                g._notify()
+                        else:
+                            g._finish(result, None)
                     if g.preempt:
                         self.long_running += 1
                 self.completed += 1
@@ -224,8 +238,6 @@ class M:
                         self.steals += 1
                         self.stolen += 1 + len(p.runq) - before
                         return g
-            if runtime._closing:
-                runtime._maybe_finish()
             with sched.lock:
                 if sched.global_queue:
                     continue
@@ -235,6 +247,11 @@ class M:
                 if was_spinning:
                     self.spinning = False
                     sched.nmspinning -= 1
+            # Closing: the last M to go idle stops the runtime.  Checked after
+            # the P is released, so shutdown() (which sets the flag, then looks
+            # for busy Ps) and this M cannot both miss each other.
+            if runtime._closing:
+                runtime._maybe_finish()
             # The P is released: a submitter that saw no idle P a moment ago did
             # not wake anyone, so look once more before sleeping.
             if sched.has_work():
@@ -282,7 +299,7 @@ class M:
     def _step(self, g: Task) -> None:
         coro = g.coro
         ctx = g.ctx
-        if g.syscall_state is SyscallState.READY:
+        if g.ext is not None and g.ext.syscall_state is SyscallState.READY:
             record_syscall(g, SyscallState.IDLE)
         while True:
             try:
@@ -330,8 +347,8 @@ class M:
                 continue
             g.throw = TypeError(
                 f"a schedobs runtime task awaited or yielded {op!r}; only runtime operations "
-                "(gosched, sleep, blocking, checkpoint, channel and wait-group operations) "
-                "can suspend it"
+                "can suspend it: gosched, sleep, blocking and checkpoint (await or yield "
+                "them), channel and wait-group operations (await them, in async def tasks)"
             )
 
     # --- system calls ----------------------------------------------------------------------------
@@ -404,4 +421,3 @@ class M:
 
     def __repr__(self) -> str:
         return f"<M{self.id} p={self.p.id if self.p else None} spinning={self.spinning}>"
-

@@ -88,6 +88,9 @@ class Monitor:
                 self._kicked = True
                 self._cond.notify()
 
+    def _stop_requested(self) -> bool:
+        return self._stopped
+
     def pending_timers(self) -> int:
         with self._cond:
             return len(self._timers)
@@ -116,7 +119,7 @@ class Monitor:
                     self._cond.wait(None if wait_ns is None else wait_ns / 1e9)
                 kicked, self._kicked = self._kicked, False
                 self.asleep = False
-                if self._stopped:
+                if self._stop_requested():
                     return
                 now = time.perf_counter_ns()
                 due: list[Task] = []

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import threading
-import types
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,6 +42,7 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+
 class _ThreadState(threading.local):
     #: The M running on this thread; the class default answers for other threads
     #: without an exception (the lookup is on every submission).
@@ -57,10 +57,22 @@ def current_m() -> M | None:
     return tls.m
 
 
+# The markers are awaitable themselves, so ``await gosched()`` in a coroutine
+# and ``yield gosched()`` in a generator hand the M the same object.  Those
+# whose resume value is always None await through a tuple iterator (pure C, no
+# generator object per await).
+
+
 class Gosched:
     """Marker: re-queue me and run something else."""
 
-    __slots__ = ()
+    __slots__ = ("_once",)
+
+    def __init__(self) -> None:
+        self._once = (self,)
+
+    def __await__(self) -> Iterator[Any]:
+        return iter(self._once)
 
 
 GOSCHED = Gosched()
@@ -69,7 +81,13 @@ GOSCHED = Gosched()
 class Checkpoint:
     """Marker: switch only if the monitor asked for preemption."""
 
-    __slots__ = ()
+    __slots__ = ("_once",)
+
+    def __init__(self) -> None:
+        self._once = (self,)
+
+    def __await__(self) -> Iterator[Any]:
+        return iter(self._once)
 
 
 CHECKPOINT = Checkpoint()
@@ -83,6 +101,9 @@ class Sleep:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
+    def __await__(self) -> Iterator[Any]:
+        return iter((self,))
+
 
 class Blocking:
     """Marker: run ``fn(*args, **kwargs)`` on my M as a blocking system call."""
@@ -93,6 +114,9 @@ class Blocking:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self)
 
 
 class Park:
@@ -110,39 +134,37 @@ class Park:
         self.register = register
 
 
-@types.coroutine
-def gosched() -> Generator[Any, Any, None]:
-    """Yield the processor: the task goes to the back of its run queue."""
-    yield GOSCHED
+def gosched() -> Gosched:
+    """Yield the processor: the task goes to the back of its run queue.
+
+    ``await gosched()`` in a coroutine, ``yield`` (or ``yield gosched()``) in a generator.
+    """
+    return GOSCHED
 
 
-@types.coroutine
-def checkpoint() -> Generator[Any, Any, None]:
+def checkpoint() -> Checkpoint:
     """A preemption point: switches only if the task has run too long (10 ms)."""
-    yield CHECKPOINT
+    return CHECKPOINT
 
 
-@types.coroutine
-def sleep(seconds: float) -> Generator[Any, Any, None]:
-    """Sleep without holding an M: the task parks on a timer."""
+def sleep(seconds: float) -> Sleep:
+    """Sleep without holding an M: the task parks on a timer (``await``/``yield`` it)."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"seconds must be a number, got {type(seconds).__name__}")
     if math.isnan(seconds):
         raise ValueError("seconds must not be NaN")
-    yield Sleep(max(float(seconds), 0.0))
+    return Sleep(max(float(seconds), 0.0))
 
 
-@types.coroutine
-def blocking(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Generator[Any, Any, _T]:
-    """Run ``fn(*args, **kwargs)`` as a blocking system call and return its result.
+def blocking(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Blocking:
+    """Run ``fn(*args, **kwargs)`` as a blocking system call; awaiting gives its result.
 
     The task keeps its P at first; if the call lasts beyond the monitor's
     threshold, the P is handed to another M so the other tasks keep running.
     """
     if not callable(fn):
         raise TypeError(f"blocking() needs a callable, got {type(fn).__name__}")
-    result: _T = yield Blocking(fn, args, kwargs)
-    return result
+    return Blocking(fn, args, kwargs)
 
 
 @contextmanager

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ._machine import M
     from ._task import Task
 
-__all__ = ["P", "P_IDLE", "P_RUNNING", "P_SYSCALL"]
+__all__ = ["P_IDLE", "P_RUNNING", "P_SYSCALL", "P"]
 
 P_IDLE = 0  # in the idle list, no M
 P_RUNNING = 1  # held by an M that runs tasks

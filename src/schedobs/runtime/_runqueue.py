@@ -45,12 +45,13 @@ def overflow(local: deque[Task], task: Task, global_queue: deque[Task]) -> None:
 
 def take_batch(global_queue: deque[Task], local: deque[Task], nprocs: int) -> Task | None:
     """Take one task to run now and a fair batch into ``local`` (Go's ``globrunqget``)."""
+    # A share of what waits (counting the one returned), but never more than
+    # half the local capacity nor more than fits.
+    n = min(len(global_queue) // nprocs + 1, LOCAL_CAPACITY // 2, LOCAL_CAPACITY - len(local) + 1)
     try:
         first = global_queue.popleft()
     except IndexError:
         return None
-    # A share of what waits, but never more than half the local capacity.
-    n = min(len(global_queue) // nprocs + 1, LOCAL_CAPACITY // 2, LOCAL_CAPACITY - len(local))
     for _ in range(n - 1):
         try:
             local.append(global_queue.popleft())
@@ -60,8 +61,11 @@ def take_batch(global_queue: deque[Task], local: deque[Task], nprocs: int) -> Ta
 
 
 def steal_half(victim: deque[Task], into: deque[Task]) -> Task | None:
-    """Steal half of ``victim``'s queue (at least one); return one to run now."""
-    n = (len(victim) + 1) // 2
+    """Steal half of ``victim``'s queue (at least one); return one to run now.
+
+    Never moves more than ``into`` has room for (Go steals only into an empty queue).
+    """
+    n = min((len(victim) + 1) // 2, LOCAL_CAPACITY - len(into) + 1)
     if n == 0:
         return None
     try:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from schedobs._shards import Shards
 
+from ._future import RuntimeFuture
 from ._machine import M
 from ._monitor import Monitor
 from ._ops import tls
@@ -25,6 +26,7 @@ __all__ = ["RejectedError", "Runtime"]
 
 _T = TypeVar("_T")
 _now = time.perf_counter_ns
+_copy_context = contextvars.copy_context
 
 
 class RejectedError(RuntimeError):
@@ -95,7 +97,10 @@ class Runtime(Executor):
             isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1
         ):
             raise ValueError(f"max_queued must be an int >= 1 or None, got {max_queued!r}")
-        for what, secs in (("syscall_threshold", syscall_threshold), ("preempt_after", preempt_after)):
+        for what, secs in (
+            ("syscall_threshold", syscall_threshold),
+            ("preempt_after", preempt_after),
+        ):
             if isinstance(secs, bool) or not isinstance(secs, (int, float)) or not secs > 0:
                 raise ValueError(f"{what} must be a number of seconds > 0, got {secs!r}")
         if not isinstance(name, str) or not name:
@@ -117,6 +122,7 @@ class Runtime(Executor):
             tuple(hooks.latency_recorders()) if hooks is not None else None
         )
         self._max_queued = max_queued
+        self._fast_submit = max_queued is None and self._observe_latency is None
         self._sched = Scheduler(procs, max_threads, name, lambda s, i: M(s, i, self))
         self._monitor = Monitor(
             self._sched,
@@ -143,27 +149,51 @@ class Runtime(Executor):
         ``fn`` may be a plain function, a generator function or an ``async def``
         (the future then resolves to what the generator or coroutine returns).
         """
-        future: Future[_T] = Future()
-        self._submit(Task(fn, args, kwargs, contextvars.copy_context(), future))
+        future: Future[_T] = RuntimeFuture()
+        self._submit(Task(fn, args, kwargs or None, _copy_context(), future))
         return future
 
     def go(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
         """Start ``fn(*args, **kwargs)`` as a task, fire-and-forget; returns its handle."""
-        task = Task(fn, args, kwargs, contextvars.copy_context())
+        task = Task(fn, args, kwargs or None, _copy_context())
+        if self._fast_submit and not self._closing and tls.m is None:
+            # Inlined _submit for the common case: an outside thread, no bound,
+            # no instrumentation (about 0.2 µs of calls and checks saved).
+            try:
+                self._created_local.row[0] += 1
+            except AttributeError:
+                self._created.new_row()[0] += 1
+            task.source = 0
+            sched = self._sched
+            sched.global_queue.append(task)
+            if sched.idle_ps and not sched.nmspinning:
+                sched.wakep()
+            return task
         self._submit(task)
         return task
 
     def _submit(self, task: Task) -> None:
         if self._closing:
             self._reject("shutdown", "cannot schedule new tasks after shutdown")
-        if self._max_queued is not None and len(self._sched.global_queue) >= self._max_queued:
+        sched = self._sched
+        if self._max_queued is not None and len(sched.global_queue) >= self._max_queued:
             self._reject("queue_full", f"the global queue holds {self._max_queued} tasks")
         try:
-            row = self._created_local.row
+            self._created_local.row[0] += 1
         except AttributeError:
-            row = self._created.new_row()
-        row[0] += 1
-        self._make_runnable(task, from_m=True)
+            self._created.new_row()[0] += 1
+        m = tls.m
+        if m is not None and m.curg is not None and m.runtime is self:
+            self._make_runnable(task, from_m=True)
+            return
+        # From outside the runtime (the common case for an Executor): the
+        # global queue, and a wake-up only if a P idles and nobody spins.
+        if self._observe_latency is not None:
+            task.ready_ns = _now()
+        task.source = 0
+        sched.global_queue.append(task)
+        if sched.idle_ps and not sched.nmspinning:
+            sched.wakep()
 
     def _reject(self, reason: str, message: str) -> None:
         with self._shutdown_lock:
@@ -307,4 +337,3 @@ class Runtime(Executor):
 
     def __repr__(self) -> str:
         return f"<Runtime {self.name!r} procs={self.procs} closing={self._closing}>"
-

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._processor import P, P_IDLE, P_RUNNING, P_SYSCALL
+from ._processor import P_IDLE, P_RUNNING, P_SYSCALL, P
 
 if TYPE_CHECKING:
     from ._machine import M
@@ -130,9 +130,9 @@ class Scheduler:
         p.status = P_IDLE
         p.m = None
         self.handoffs += 1
-        if p.runq or p.runnext is not None or self.global_queue:
-            if self._startm_locked(p, spinning=False):
-                return
+        has_work = bool(p.runq) or p.runnext is not None or bool(self.global_queue)
+        if has_work and self._startm_locked(p, spinning=False):
+            return
         self.put_idle_p_locked(p)
 
     def reacquire_after_syscall(self, m: M, p: P) -> P | None:
@@ -167,4 +167,6 @@ class Scheduler:
         if n == 1:
             return []
         start = self.rng.randrange(n)
-        return [self.procs[(start + i) % n] for i in range(n) if self.procs[(start + i) % n] is not me]
+        return [
+            self.procs[(start + i) % n] for i in range(n) if self.procs[(start + i) % n] is not me
+        ]

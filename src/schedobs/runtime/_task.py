@@ -72,26 +72,46 @@ class Task:
     >>> t.join(); t.result()           # doctest: +SKIP
     """
 
-    # Deliberately no __slots__: most fields are rarely set, and class-level
-    # defaults make creating a task set only six attributes (~0.16 µs, against
-    # ~0.22 µs for a fully initialised slotted object).
-    future: Future[Any] | None = None
-    coro: Any = None
-    kwargs: dict[str, Any] | None = None
-    resume: Any = None
-    throw: BaseException | None = None
-    result_value: Any = None
-    exc: BaseException | None = None
-    waiters: list[Callable[[], object]] | None = None
-    preempt = False
-    ready_ns = 0
-    #: Where the task last waited: 0 global queue, 1 local queue (latency attribute).
-    source = 0
-    syscall_state = SyscallState.IDLE
-    syscall_ns: dict[SyscallState, int] | None = None
-    syscall_mark = 0
-    tenant: str | None = None
-    _id = 0
+    # Slots keep a task to one garbage-collected object (a dict per task would
+    # double the collector's work when many tasks are alive).  Only what the hot
+    # path reads is set here; rare fields live in ``ext``.
+    __slots__ = (
+        "__weakref__",
+        "args",
+        "coro",
+        "ctx",
+        "exc",
+        "ext",
+        "fn",
+        "form",
+        "future",
+        "kwargs",
+        "preempt",
+        "ready_ns",
+        "result_value",
+        "resume",
+        "source",
+        "state",
+        "throw",
+        "waiters",
+    )
+    fn: Callable[..., Any] | None
+    args: tuple[Any, ...] | None
+    kwargs: dict[str, Any] | None
+    ctx: contextvars.Context
+    future: Future[Any] | None
+    state: TaskState
+    preempt: bool
+    waiters: list[Callable[[], object]] | None
+    ext: _Extra | None
+    form: int
+    coro: Any
+    resume: Any
+    throw: BaseException | None
+    result_value: Any
+    exc: BaseException | None
+    ready_ns: int
+    source: int
 
     def __init__(
         self,
@@ -104,41 +124,64 @@ class Task:
     ) -> None:
         self.fn = fn
         self.args = args
+        self.kwargs = kwargs
         self.ctx = ctx
+        self.future = future
         self.state = TaskState.RUNNABLE
-        if kwargs:
-            self.kwargs = kwargs
-        if future is not None:
-            self.future = future
-        if coro is not None:
-            self.coro = coro
-            self.form = GENERATOR if isinstance(coro, types.GeneratorType) else COROUTINE
-            return
-        code = getattr(fn, "__code__", None)
-        flags = code.co_flags if code is not None else 0
-        if flags & (_CO_COROUTINE | _CO_GENERATOR | _CO_ITERABLE_COROUTINE):
+        self.preempt = False
+        self.waiters = None
+        self.ext = None
+        # Set before they are read: ``source``/``ready_ns`` when queued,
+        # ``result_value``/``exc`` when finished.
+        if coro is None:
+            try:
+                flags = fn.__code__.co_flags  # type: ignore[union-attr]
+            except AttributeError:
+                flags = 0
+            if not flags & (_CO_COROUTINE | _CO_GENERATOR | _CO_ITERABLE_COROUTINE):
+                self.form = CALLABLE
+                return
             # Create the coroutine/generator now (no code runs until the first
             # step); the M then only ever steps it.
-            self.coro = ctx.run(fn, *args, **(kwargs or {}))  # type: ignore[misc]
-            self.form = COROUTINE if flags & _CO_COROUTINE else GENERATOR
+            coro = ctx.run(fn, *args, **(kwargs or {}))  # type: ignore[arg-type]
             self.fn = None
-        else:
-            self.form = CALLABLE
+        self.coro = coro
+        self.form = GENERATOR if isinstance(coro, types.GeneratorType) else COROUTINE
+        self.resume = None
+        self.throw = None
+
+    def _extra(self) -> _Extra:
+        ext = self.ext
+        if ext is None:
+            ext = self.ext = _Extra()
+        return ext
 
     @property
     def id(self) -> int:
         """A process-wide task number, given on first use."""
-        if not self._id:
-            self._id = _ids()
-        return self._id
+        ext = self._extra()
+        if not ext.id:
+            ext.id = _ids()
+        return ext.id
+
+    @property
+    def syscall_state(self) -> SyscallState:
+        """Where the task is in the system-call state machine."""
+        ext = self.ext
+        return SyscallState.IDLE if ext is None else ext.syscall_state
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant the task belongs to (multi-tenant runtimes)."""
+        ext = self.ext
+        return None if ext is None else ext.tenant
 
     # --- completion (called by the M) ------------------------------------------
 
     def _finish(self, value: Any, exc: BaseException | None) -> None:
         self.result_value = value
         self.exc = exc
-        self.fn = self.args = self.coro = None  # free references early
-        self.kwargs = None
+        self.fn = self.args = self.kwargs = self.coro = None  # free references early
         # State first, then the waiters (see the module docstring).
         self.state = TaskState.DONE
         future = self.future
@@ -148,15 +191,23 @@ class Task:
             else:
                 future.set_exception(exc)
         if self.waiters is not None:
-            with _done_lock:
-                waiters, self.waiters = self.waiters, []
-            for wake in waiters:
-                try:
-                    wake()
-                except Exception:  # a callback's failure must not break the M
-                    import logging
+            self._notify()
 
-                    logging.getLogger("schedobs").exception("task done-callback failed")
+    def has_waiters(self) -> bool:
+        """Whether someone registered to be woken (read after writing the state)."""
+        return self.waiters is not None
+
+    def _notify(self) -> None:
+        """Wake everyone who registered through :meth:`_add_waiter` (once each)."""
+        with _done_lock:
+            waiters, self.waiters = self.waiters or [], []
+        for wake in waiters:
+            try:
+                wake()
+            except Exception:  # a callback's failure must not break the M
+                import logging
+
+                logging.getLogger("schedobs").exception("task done-callback failed")
 
     # --- public handle --------------------------------------------------------------
 
@@ -182,7 +233,7 @@ class Task:
             self.waiters.append(wake)
             # Re-check after publishing: the finisher writes the state before
             # reading the waiter list, so one of us sees the other.
-            if self.state is TaskState.DONE:
+            if self.done():
                 self.waiters.remove(wake)
                 return False
         return True
@@ -194,6 +245,8 @@ class Task:
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the task finishes; ``False`` if ``timeout`` seconds passed first."""
+        if self.state is TaskState.DONE:
+            return True
         waiter = threading.Lock()
         waiter.acquire()
         if not self._add_waiter(waiter.release):
@@ -201,7 +254,7 @@ class Task:
         ok = waiter.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
         if not ok:
             self._remove_waiter(waiter.release)
-        return ok or self.state is TaskState.DONE
+        return ok or self.done()
 
     def result(self, timeout: float | None = None) -> Any:
         """The task's return value (re-raises its exception); waits like :meth:`join`."""
@@ -219,7 +272,7 @@ class Task:
 
     def syscall_times(self) -> dict[str, float]:
         """Seconds this task spent in each system-call state so far."""
-        times = self.syscall_ns or {}
+        times = (self.ext.syscall_ns if self.ext is not None else None) or {}
         return {state.name: times.get(state, 0) / 1e9 for state in SyscallState if state}
 
     def __await__(self) -> Generator[Any, None, Any]:
@@ -229,8 +282,12 @@ class Task:
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
 
+        def resolve() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
         def wake() -> None:
-            loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
+            loop.call_soon_threadsafe(resolve)
 
         if self._add_waiter(wake):
             yield from waiter
@@ -242,16 +299,27 @@ class Task:
         return f"<Task {self.id} {self.state.name}>"
 
 
+class _Extra:
+    """Fields few tasks need."""
+
+    __slots__ = ("id", "syscall_mark", "syscall_ns", "syscall_state", "tenant")
+
+    def __init__(self) -> None:
+        self.id = 0
+        self.syscall_state = SyscallState.IDLE
+        self.syscall_ns: dict[SyscallState, int] = {}
+        self.syscall_mark = 0
+        self.tenant: str | None = None
+
+
 def record_syscall(task: Task, state: SyscallState) -> int:
     """Attribute the time since the last transition to the task's current syscall
     state, then enter ``state``.  Returns the time stamp (``perf_counter_ns``)."""
     now = time.perf_counter_ns()
-    old = task.syscall_state
+    ext = task._extra()
+    old = ext.syscall_state
     if old:
-        times = task.syscall_ns
-        if times is None:
-            times = task.syscall_ns = {}
-        times[old] = times.get(old, 0) + now - task.syscall_mark
-    task.syscall_state = state
-    task.syscall_mark = now
+        ext.syscall_ns[old] = ext.syscall_ns.get(old, 0) + now - ext.syscall_mark
+    ext.syscall_state = state
+    ext.syscall_mark = now
     return now
