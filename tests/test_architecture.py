@@ -65,6 +65,11 @@ PUBLIC = {
         "RewritingSpanExporter", "Telemetry", "TimestampRewriter", "attach", "configure",
         "to_sdk_metrics",
     },
+    "schedobs.runtime": {
+        "Chan", "ChannelClosedError", "RejectedError", "Runtime", "RuntimeHooks", "RuntimeStats",
+        "SyscallState", "Task", "TaskState", "WaitGroup", "blocking", "checkpoint",
+        "current_runtime", "go", "gosched", "sleep", "syscall",
+    },
     "schedobs.testing": {
         "GrpcOtlpReceiver", "HttpOtlpReceiver", "OtlpPoint", "OtlpReceiver", "latest_points",
     },

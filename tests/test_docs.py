@@ -26,3 +26,13 @@ def test_readme_shows_the_two_commands_and_the_contract() -> None:
         "scheduler_rejected_tasks_total",
     ):
         assert name in readme
+
+
+def test_readme_runtime_example_runs(capsys) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"## The GMP runtime.*?```python\n(.*?)```", readme, re.S)
+    assert match, "README has no runtime example"
+    exec(compile(match.group(1), "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "42"

@@ -35,16 +35,19 @@ __all__ = ["ContractHooks"]
 class ContractHooks:
     """Feeds a :class:`~schedobs.contract.SchedulerMetrics` from a runtime."""
 
-    def __init__(self, metrics: SchedulerMetrics, *, owned: bool = False) -> None:
+    def __init__(self, metrics: SchedulerMetrics) -> None:
         if metrics.kind != "gmp":
             raise ValueError(f"a GMP runtime reports scheduler.kind=gmp, got {metrics.kind!r}")
         self.metrics = metrics
-        self._owned = owned
         self._global = metrics.latency(queue="global")
         self._local = metrics.latency(queue="local")
+        # Series for every refusal the runtime can make, at zero from the start
+        # (so rate() and absent() work before the first refusal).
+        metrics.rejections("shutdown")
+        metrics.rejections("queue_full")
 
-    def latency_recorders(self) -> tuple[Callable[[float], None], Callable[[float], None]]:
-        return self._global.observe, self._local.observe
+    def thread_recorders(self) -> tuple[Callable[[int], None], Callable[[int], None]]:
+        return self._global.thread_recorder_ns(), self._local.thread_recorder_ns()
 
     def rejected(self, reason: str, tenant: str | None) -> None:
         self.metrics.reject(reason, tenant=tenant)
@@ -78,5 +81,6 @@ class ContractHooks:
         self.metrics.register_callback(observe)
 
     def close(self) -> None:
-        if self._owned:
-            self.metrics.close()
+        # The series stay registered: a stopped runtime's final counts remain
+        # visible to scrapes.  ``runtime.metrics.close()`` removes them.
+        pass

@@ -14,6 +14,7 @@ runs a blocking call here, or parks until woken.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ _WAITING = TaskState.WAITING
 _SYSCALL = TaskState.SYSCALL
 _DONE = TaskState.DONE
 _now = time.perf_counter_ns
+_Context = contextvars.Context
+_NO_OP = object()  # "no operation yet": _step takes the first step itself
 
 
 class M:
@@ -120,8 +123,10 @@ class M:
         runtime = self.runtime
         gq = sched.global_queue
         nprocs = sched.nprocs
-        observe = runtime._observe_latency  # (global, local) recorders, or None
-        timed = observe is not None
+        timed = runtime._timed
+        hooks = runtime._hooks
+        # (global, local) recorders bound to this thread, taking ns.
+        record = hooks.thread_recorders() if hooks is not None else None
         now = _now
         while True:
             p = self.p
@@ -149,7 +154,7 @@ class M:
             if self.spinning:
                 self._reset_spinning()
             if timed:
-                observe[g.source]((now() - g.ready_ns) / 1e6)  # type: ignore[index]
+                record[g.source](now() - g.ready_ns)  # type: ignore[index]
             self.curg = g
             g.state = _RUNNING
             if g.form == CALLABLE:
@@ -159,12 +164,15 @@ class M:
                     g.result_value = g.exc = None
                     g.state = _DONE  # cancelled before it started
                 else:
+                    ctx = g.ctx
+                    if ctx is None:  # the submitter's context was empty
+                        ctx = _Context()
                     try:
                         kwargs = g.kwargs
                         if kwargs is None:
-                            result = g.ctx.run(g.fn, *g.args)  # type: ignore[arg-type, misc]
+                            result = ctx.run(g.fn, *g.args)  # type: ignore[arg-type, misc]
                         else:
-                            result = g.ctx.run(g.fn, *g.args, **kwargs)  # type: ignore[arg-type, misc]
+                            result = ctx.run(g.fn, *g.args, **kwargs)  # type: ignore[arg-type, misc]
                     except BaseException as exc:
                         g._finish(None, exc)
                     else:
@@ -183,9 +191,34 @@ class M:
                     if g.preempt:
                         self.long_running += 1
                 self.completed += 1
+            elif g.throw is None and g.ext is None:
+                # One coroutine/generator step inline: the common outcome (a
+                # yield that re-queues the task) costs no method call.
+                value = g.resume
+                if value is not None:
+                    g.resume = None
+                try:
+                    op = g.ctx.run(g.coro.send, value)  # type: ignore[union-attr]
+                except StopIteration as stop:
+                    g._finish(stop.value, None)
+                    self.completed += 1
+                except BaseException as exc:
+                    g._finish(None, exc)
+                    self.completed += 1
+                else:
+                    if (op is None or type(op) is Gosched) and not g.preempt:
+                        g.state = _RUNNABLE
+                        if timed:  # source and ready_ns are read only when timed
+                            g.source = 1
+                            g.ready_ns = now()
+                        if len(local) < LOCAL_CAPACITY:
+                            local.append(g)
+                        else:
+                            overflow(local, g, gq)
+                    else:
+                        self._step(g, op)
             else:
                 self._step(g)
-            self.curg = None
 
     # --- slow paths ---------------------------------------------------------------------
 
@@ -216,6 +249,9 @@ class M:
 
     def _find_runnable(self) -> Task | None:
         """Global queue, then stealing, then release the P and park.  ``None``: stop."""
+        # The schedule loop leaves curg set to the last task (one write saved per
+        # task); it is cleared here, before this M can look idle.
+        self.curg = None
         sched = self.sched
         runtime = self.runtime
         while True:
@@ -277,7 +313,7 @@ class M:
     def _requeue_local(self, g: Task) -> None:
         g.state = _RUNNABLE
         g.source = 1
-        if self.runtime._observe_latency is not None:
+        if self.runtime._timed:
             g.ready_ns = _now()
         p = self.p
         assert p is not None
@@ -292,33 +328,37 @@ class M:
         g.preempt = False
         g.state = _RUNNABLE
         g.source = 0
-        if self.runtime._observe_latency is not None:
+        if self.runtime._timed:
             g.ready_ns = _now()
         self.sched.global_queue.append(g)
 
-    def _step(self, g: Task) -> None:
+    def _step(self, g: Task, op: object = _NO_OP) -> None:
+        """Step ``g`` until it parks, re-queues or ends; start with ``op`` if the
+        schedule loop already took the first step."""
         coro = g.coro
         ctx = g.ctx
+        assert ctx is not None  # coroutine and generator tasks always carry one
         if g.ext is not None and g.ext.syscall_state is SyscallState.READY:
             record_syscall(g, SyscallState.IDLE)
         while True:
-            try:
-                exc = g.throw
-                if exc is not None:
-                    g.throw = None
-                    op = ctx.run(coro.throw, exc)
-                else:
-                    value = g.resume
-                    g.resume = None
-                    op = ctx.run(coro.send, value)
-            except StopIteration as stop:
-                g._finish(stop.value, None)
-                self.completed += 1
-                return
-            except BaseException as exc:
-                g._finish(None, exc)
-                self.completed += 1
-                return
+            if op is _NO_OP:
+                try:
+                    exc = g.throw
+                    if exc is not None:
+                        g.throw = None
+                        op = ctx.run(coro.throw, exc)
+                    else:
+                        value = g.resume
+                        g.resume = None
+                        op = ctx.run(coro.send, value)
+                except StopIteration as stop:
+                    g._finish(stop.value, None)
+                    self.completed += 1
+                    return
+                except BaseException as exc:
+                    g._finish(None, exc)
+                    self.completed += 1
+                    return
             kind = type(op)
             if op is None or kind is Gosched:
                 if g.preempt:
@@ -330,26 +370,30 @@ class M:
                 if g.preempt:
                     self._preempted(g)
                     return
+                op = _NO_OP
                 continue
-            if kind is Sleep:
+            if isinstance(op, Sleep):
                 g.state = _WAITING
                 self.runtime._sleep(g, op.seconds)
                 return
-            if kind is Blocking:
+            if isinstance(op, Blocking):
                 if not self._blocking_call(g, op):
                     return  # no P after the call: g went to the global queue
+                op = _NO_OP
                 continue
-            if kind is Park:
+            if isinstance(op, Park):
                 g.state = _WAITING
                 if op.register(g):
                     return
                 g.state = _RUNNING
+                op = _NO_OP
                 continue
             g.throw = TypeError(
                 f"a schedobs runtime task awaited or yielded {op!r}; only runtime operations "
                 "can suspend it: gosched, sleep, blocking and checkpoint (await or yield "
                 "them), channel and wait-group operations (await them, in async def tasks)"
             )
+            op = _NO_OP
 
     # --- system calls ----------------------------------------------------------------------------
 
@@ -383,8 +427,10 @@ class M:
 
     def _blocking_call(self, g: Task, op: Blocking) -> bool:
         p = self.entersyscall(g)
+        ctx = g.ctx
+        assert ctx is not None  # only coroutine and generator tasks get here
         try:
-            g.resume = g.ctx.run(op.fn, *op.args, **op.kwargs)
+            g.resume = ctx.run(op.fn, *op.args, **op.kwargs)
         except BaseException as exc:
             g.throw = exc
         if self._exitsyscall(g, p):

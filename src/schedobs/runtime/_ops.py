@@ -71,8 +71,8 @@ class Gosched:
     def __init__(self) -> None:
         self._once = (self,)
 
-    def __await__(self) -> Iterator[Any]:
-        return iter(self._once)
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(self._once)  # type: ignore[return-value]  # a tuple iterator suffices
 
 
 GOSCHED = Gosched()
@@ -86,8 +86,8 @@ class Checkpoint:
     def __init__(self) -> None:
         self._once = (self,)
 
-    def __await__(self) -> Iterator[Any]:
-        return iter(self._once)
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(self._once)  # type: ignore[return-value]  # a tuple iterator suffices
 
 
 CHECKPOINT = Checkpoint()
@@ -101,8 +101,8 @@ class Sleep:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def __await__(self) -> Iterator[Any]:
-        return iter((self,))
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter((self,))  # type: ignore[return-value]
 
 
 class Blocking:

@@ -65,7 +65,9 @@ class Runtime(Executor):
         hooks: instrumentation (see :class:`RuntimeHooks`); ``None`` costs nothing.
         metrics: a :class:`~schedobs.contract.SchedulerMetrics` of kind ``gmp`` to
             report the contract to (shorthand for contract hooks).
-        instrument: create and own such metrics, named ``name``, in ``registry``.
+        instrument: create such metrics, named ``name``, in ``registry``.  They
+            stay registered after shutdown (final counts remain visible);
+            ``runtime.metrics.close()`` removes them.
         syscall_threshold: seconds a blocking call may hold its P before the
             monitor hands the P to another M (when there is work for it).
         preempt_after: seconds a task may run before it is flagged to yield.
@@ -113,16 +115,16 @@ class Runtime(Executor):
                 from schedobs.contract import SchedulerMetrics
 
                 metrics = SchedulerMetrics(name, kind="gmp", registry=registry)
-                hooks = ContractHooks(metrics, owned=True)
-            else:
-                hooks = ContractHooks(metrics)
+            hooks = ContractHooks(metrics)
+        self.metrics = metrics
+        """The :class:`~schedobs.contract.SchedulerMetrics` this runtime reports to, or None."""
         self.name = name
         self._hooks = hooks
-        self._observe_latency: tuple[Callable[[float], None], ...] | None = (
-            tuple(hooks.latency_recorders()) if hooks is not None else None
-        )
+        #: Whether tasks are time-stamped when they become runnable (only when
+        #: instrumented: an uninstrumented runtime reads no clock per task).
+        self._timed = hooks is not None
         self._max_queued = max_queued
-        self._fast_submit = max_queued is None and self._observe_latency is None
+        self._fast_submit = max_queued is None
         self._sched = Scheduler(procs, max_threads, name, lambda s, i: M(s, i, self))
         self._monitor = Monitor(
             self._sched,
@@ -150,19 +152,27 @@ class Runtime(Executor):
         (the future then resolves to what the generator or coroutine returns).
         """
         future: Future[_T] = RuntimeFuture()
-        self._submit(Task(fn, args, kwargs or None, _copy_context(), future))
+        ctx: contextvars.Context | None = _copy_context()
+        if not len(ctx):  # type: ignore[arg-type]
+            ctx = None  # see Task.ctx
+        self._submit(Task(fn, args, kwargs or None, ctx, future))
         return future
 
     def go(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
         """Start ``fn(*args, **kwargs)`` as a task, fire-and-forget; returns its handle."""
-        task = Task(fn, args, kwargs or None, _copy_context())
+        ctx: contextvars.Context | None = _copy_context()
+        if not len(ctx):  # type: ignore[arg-type]
+            ctx = None  # see Task.ctx
+        task = Task(fn, args, kwargs or None, ctx)
         if self._fast_submit and not self._closing and tls.m is None:
-            # Inlined _submit for the common case: an outside thread, no bound,
-            # no instrumentation (about 0.2 µs of calls and checks saved).
+            # Inlined _submit for the common case: an outside thread, no bound
+            # (about 0.2 µs of calls and checks saved).
             try:
                 self._created_local.row[0] += 1
             except AttributeError:
                 self._created.new_row()[0] += 1
+            if self._timed:
+                task.ready_ns = _now()
             task.source = 0
             sched = self._sched
             sched.global_queue.append(task)
@@ -188,7 +198,7 @@ class Runtime(Executor):
             return
         # From outside the runtime (the common case for an Executor): the
         # global queue, and a wake-up only if a P idles and nobody spins.
-        if self._observe_latency is not None:
+        if self._timed:
             task.ready_ns = _now()
         task.source = 0
         sched.global_queue.append(task)
@@ -205,7 +215,7 @@ class Runtime(Executor):
     def _make_runnable(self, task: Task, *, from_m: bool) -> None:
         """Queue a task that became runnable (new, woken, timer fired, back from a call)."""
         task.state = TaskState.RUNNABLE
-        if self._observe_latency is not None:
+        if self._timed:
             task.ready_ns = _now()
         m = tls.m if from_m else None
         p = m.p if m is not None and m.runtime is self and m.curg is not None else None

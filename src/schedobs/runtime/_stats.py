@@ -50,9 +50,10 @@ class RuntimeHooks(Protocol):
     instrumentation costs nothing unless it is used.
     """
 
-    def latency_recorders(self) -> tuple[Callable[[float], None], Callable[[float], None]]:
-        """Two recorders of schedule latency in ms: tasks that waited in the global
-        queue, and tasks that waited in a local queue.  Called from Ms' hot loops."""
+    def thread_recorders(self) -> tuple[Callable[[int], None], Callable[[int], None]]:
+        """Called once on each M's thread as it starts: two recorders of schedule
+        latency in integer ns, for tasks that waited in the global queue and in a
+        local queue.  The M calls them from its hot loop, on that thread only."""
         ...
 
     def rejected(self, reason: str, tenant: str | None) -> None:

@@ -98,7 +98,10 @@ class Task:
     fn: Callable[..., Any] | None
     args: tuple[Any, ...] | None
     kwargs: dict[str, Any] | None
-    ctx: contextvars.Context
+    #: The submitter's context, or None when it was empty: the task then runs in
+    #: a fresh context made at run time, so no long-lived Context object per
+    #: queued task (the garbage collector would traverse each of them).
+    ctx: contextvars.Context | None
     future: Future[Any] | None
     state: TaskState
     preempt: bool
@@ -118,7 +121,7 @@ class Task:
         fn: Callable[..., Any] | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
-        ctx: contextvars.Context,
+        ctx: contextvars.Context | None,
         future: Future[Any] | None = None,
         coro: Any = None,
     ) -> None:
@@ -142,9 +145,13 @@ class Task:
                 self.form = CALLABLE
                 return
             # Create the coroutine/generator now (no code runs until the first
-            # step); the M then only ever steps it.
+            # step); the M then only ever steps it, always in this context.
+            if ctx is None:
+                ctx = self.ctx = contextvars.Context()
             coro = ctx.run(fn, *args, **(kwargs or {}))  # type: ignore[arg-type]
             self.fn = None
+        elif ctx is None:
+            ctx = self.ctx = contextvars.Context()
         self.coro = coro
         self.form = GENERATOR if isinstance(coro, types.GeneratorType) else COROUTINE
         self.resume = None
