@@ -7,6 +7,7 @@ import contextlib
 import threading
 from collections import Counter, deque
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,9 @@ ops = st.lists(
 )
 
 
+# Other threads of the test process (exporters' id generators) may touch the
+# global random module meanwhile; hypothesis warns about that, harmlessly here.
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 @settings(max_examples=200, deadline=None)
 @given(ops)
 def test_random_interleavings_lose_and_duplicate_nothing(sequence: list[tuple[str, int]]) -> None:

@@ -58,6 +58,8 @@ class Monitor:
         self._stopped = False
         #: True while waiting longer than a millisecond (or indefinitely).
         self.asleep = True
+        #: True while waiting with no timeout: nothing to watch, no timer pending.
+        self.parked = False
         self.preempt_flags = 0
         self.ticks = 0
         self._seen: dict[int, tuple[int, int]] = {}  # P id -> (schedtick, first seen ns)
@@ -115,10 +117,12 @@ class Monitor:
                     until = max(self._timers[0][0] - now, 0)
                     wait_ns = until if wait_ns is None else min(wait_ns, until)
                 self.asleep = wait_ns is None or wait_ns > 1_000_000
+                self.parked = wait_ns is None
                 if not self._kicked and wait_ns != 0:
                     self._cond.wait(None if wait_ns is None else wait_ns / 1e9)
                 kicked, self._kicked = self._kicked, False
                 self.asleep = False
+                self.parked = False
                 if self._stop_requested():
                     return
                 now = time.perf_counter_ns()
