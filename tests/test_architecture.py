@@ -66,7 +66,7 @@ PUBLIC = {
         "to_sdk_metrics",
     },
     "schedobs.runtime": {
-        "Chan", "ChannelClosedError", "RejectedError", "Runtime", "RuntimeHooks", "RuntimeStats",
+        "Chan", "ChannelClosedError", "LatencyCounts", "RejectedError", "Runtime", "RuntimeHooks", "RuntimeStats",
         "SyscallState", "Task", "TaskState", "WaitGroup", "blocking", "checkpoint",
         "current_runtime", "go", "gosched", "sleep", "syscall",
     },

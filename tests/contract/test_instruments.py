@@ -155,21 +155,3 @@ def test_failing_callback_is_logged_once_and_skipped(
 def test_callback_returning_a_bad_value_is_skipped(metrics: SchedulerMetrics) -> None:
     metrics.queue_length_callback(lambda: -3, queue="timer")
     assert metrics.queue_length("timer").snapshot() is None
-
-
-def test_thread_recorder_ns_buckets_exactly_like_observe(registry: Registry) -> None:
-    m = SchedulerMetrics("ns", registry=registry)
-    by_ms = m.latency(queue="global")
-    by_ns = m.latency(queue="local")
-    record = by_ns.thread_recorder_ns()
-    for bound in LATENCY_BOUNDARIES_MS:
-        ns = round(bound * 1_000_000)
-        for v in (ns - 1, ns, ns + 1):
-            record(v)
-            by_ms.observe(v / 1e6)
-    record(-5)  # dropped and counted, as observe() does
-    a, b = by_ms.snapshot(), by_ns.snapshot()
-    assert a.bucket_counts == b.bucket_counts
-    assert a.sum == pytest.approx(b.sum)
-    assert (a.min, a.max) == pytest.approx((b.min, b.max))
-    assert m.dropped_observations() == {"negative": 1}

@@ -132,3 +132,44 @@ def test_registry_groups_by_metric_in_contract_order(registry: Registry) -> None
         "scheduler.rejected_tasks",
     ]
     assert len(snaps[1].points) == 2
+
+
+def test_callbacks_report_pulled_counters_gauges_and_histograms(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    from schedobs.contract import QUEUE_LENGTH, SCHEDULE_LATENCY
+    from schedobs.contract._spec import COMPLETED_TASKS
+
+    m = SchedulerMetrics("pull", kind="gmp", registry=registry)
+    counts = [0] * 20
+    counts[3] = 5
+    m.register_callback(
+        lambda: [
+            (QUEUE_LENGTH, {"scheduler.queue": "global"}, 4),
+            (COMPLETED_TASKS, {}, 9),
+            (SCHEDULE_LATENCY, {"scheduler.queue": "local"}, (counts, 0.4, 0.06, 0.09)),
+        ]
+    )
+    got = {s.name: p for s, p in m.collect()}
+    assert got["scheduler.queue.length"].value == 4
+    assert got["scheduler.completed_tasks"].value == 9
+    h = got["scheduler.schedule.latency"]
+    assert (h.count, h.sum, h.min, h.max) == (5, 0.4, 0.06, 0.09)
+    assert dict(h.attributes)["scheduler.queue"] == "local"
+
+    bad = [
+        (QUEUE_LENGTH, {"scheduler.queue": "nowhere"}, 1),  # value outside the closed set
+        (QUEUE_LENGTH, {}, 1),  # required attribute missing
+        (COMPLETED_TASKS, {}, -1),
+        (SCHEDULE_LATENCY, {}, ([1, 2], 0.0, 0.0, 0.0)),  # wrong number of buckets
+        (SCHEDULE_LATENCY, {}, (counts, float("nan"), 0.0, 0.0)),
+        ("not a spec", {}, 1),
+    ]
+    for observation in bad:
+        other = SchedulerMetrics(f"bad{bad.index(observation)}", registry=registry)
+        other.register_callback(lambda o=observation: [o])
+        with caplog.at_level("ERROR", logger="schedobs"):
+            assert list(other.collect()) == []
+    assert len([r for r in caplog.records if "metrics callback" in r.message]) == len(bad)
+    with pytest.raises(TypeError, match="callback must be callable"):
+        m.register_callback(3)  # type: ignore[arg-type]

@@ -32,9 +32,6 @@ _SUM = _NBUCKETS
 _MIN = _NBUCKETS + 1
 _MAX = _NBUCKETS + 2
 _INF = math.inf
-# The same bounds in integer nanoseconds (every contract bound is a whole
-# number of ns), for recorders fed from a monotonic ns clock.
-_BOUNDS_NS = tuple(round(b * 1_000_000) for b in _BOUNDS)
 
 
 def _fold_histogram(into: Row, row: Row) -> None:
@@ -92,35 +89,6 @@ class LatencyHistogram:
                 f"latency must be a real number of milliseconds, got {type(ms).__name__}: {ms!r}"
             ) from None
         self._drop(ms)
-
-    def thread_recorder_ns(self) -> Callable[[int], None]:
-        """A recorder bound to the calling thread, taking latencies in integer ns.
-
-        For a scheduler's own threads (the runtime's Ms): it skips the per-call
-        thread lookup and type checks of :meth:`observe`, so it must only be
-        called from the thread that created it, with ints.  Negative values are
-        dropped and counted like in :meth:`observe`.
-        """
-        try:
-            row = self._local.row
-        except AttributeError:
-            row = self._shards.new_row()
-        bounds = _BOUNDS_NS
-        drop = self._drop
-
-        def record(ns: int) -> None:
-            if ns < 0:
-                drop(ns / 1e6)
-                return
-            ms = ns * 1e-6
-            row[bisect_left(bounds, ns)] += 1
-            row[_SUM] += ms
-            if ms < row[_MIN]:
-                row[_MIN] = ms
-            if ms > row[_MAX]:
-                row[_MAX] = ms
-
-        return record
 
     def snapshot(self) -> HistogramPoint:
         """The cumulative state of this series."""

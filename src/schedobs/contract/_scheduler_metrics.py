@@ -6,12 +6,12 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import TypeVar
 
 from ._instruments import LatencyHistogram, QueueLengthGauge, RejectionCounter
-from ._points import CounterPoint, GaugePoint, Point
+from ._points import CounterPoint, GaugePoint, HistogramPoint, Point
 from ._registry import REGISTRY, Registry
 from ._spec import CONTRACT as _CONTRACT
 from ._spec import (
@@ -41,9 +41,13 @@ MAX_LABEL_LENGTH = 128
 
 _log = logging.getLogger("schedobs")
 _Key = tuple[str | None, str | None]
+#: A pre-aggregated histogram value: bucket counts (one per contract boundary,
+#: plus the overflow bucket), sum, min and max, all cumulative, in the metric's unit.
+HistogramValue = tuple[Sequence[int], float, float, float]
 #: What a pull callback reports: a contract metric, the attributes beyond
-#: ``scheduler.name``/``scheduler.kind``, and the current value.
-Observation = tuple[MetricSpec, Mapping[str, str], int]
+#: ``scheduler.name``/``scheduler.kind``, and the current value (an int for
+#: gauges and counters, a :data:`HistogramValue` for histograms).
+Observation = tuple[MetricSpec, Mapping[str, str], "int | HistogramValue"]
 _H = TypeVar("_H", LatencyHistogram, RejectionCounter, QueueLengthGauge)
 
 
@@ -162,12 +166,15 @@ class SchedulerMetrics:
     # --- pull-based values ---------------------------------------------------------------
 
     def register_callback(self, callback: Callable[[], Iterable[Observation]]) -> None:
-        """Report values read at each collection: gauges, and counters kept by the scheduler.
+        """Report values read at each collection: gauges, and counters and histograms
+        that the scheduler aggregates itself.
 
-        ``callback()`` returns ``(spec, attributes, value)`` triples for gauge and
-        counter metrics of the contract (``attributes`` beyond name and kind).
-        Counter values must be cumulative.  A triple that breaks the contract, or a
-        callback that raises, is logged once and left out of the collection.
+        ``callback()`` returns ``(spec, attributes, value)`` triples for contract
+        metrics (``attributes`` beyond name and kind).  Counter and histogram values
+        are cumulative; a histogram value is ``(bucket_counts, sum, min, max)`` with
+        the contract's boundaries.  A triple that breaks the contract, or a callback
+        that raises, is logged once and left out of the collection.  Do not also
+        record the same series through a handle: it would be exported twice.
         """
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
@@ -189,10 +196,26 @@ class SchedulerMetrics:
                     cb.complain(problem)
                     continue
                 attributes = MappingProxyType({**self._base, **extra})
-                if spec.instrument is InstrumentKind.GAUGE:
-                    yield spec, GaugePoint(attributes, value)
-                else:
-                    yield spec, CounterPoint(attributes, cb.start_ns, value)
+                if isinstance(value, int):
+                    if spec.instrument is InstrumentKind.GAUGE:
+                        yield spec, GaugePoint(attributes, value)
+                    else:
+                        yield spec, CounterPoint(attributes, cb.start_ns, value)
+                    continue
+                counts, total, low, high = value
+                count = sum(counts)
+                yield (
+                    spec,
+                    HistogramPoint(
+                        attributes=attributes,
+                        start_ns=cb.start_ns,
+                        count=count,
+                        sum=float(total),
+                        bucket_counts=tuple(counts),
+                        min=float(low) if count else 0.0,
+                        max=float(high) if count else 0.0,
+                    ),
+                )
 
     # --- lifecycle and collection --------------------------------------------------
 
@@ -300,8 +323,6 @@ class _Callback:
 def _observation_problem(spec: object, extra: object, value: object) -> str | None:
     if not isinstance(spec, MetricSpec) or spec not in _CONTRACT.metrics:
         return f"reported {spec!r}, which is not a contract metric"
-    if spec.instrument is InstrumentKind.HISTOGRAM:
-        return f"reported the histogram {spec.name}; histograms are recorded, not pulled"
     if not isinstance(extra, Mapping):
         return f"gave attributes {extra!r} that are not a mapping"
     for key, val in extra.items():
@@ -313,8 +334,29 @@ def _observation_problem(spec: object, extra: object, value: object) -> str | No
     missing = set(spec.required_attributes) - set(extra) - {SCHEDULER_NAME, SCHEDULER_KIND}
     if missing:
         return f"left out required attributes {sorted(missing)} of {spec.name}"
+    if spec.instrument is InstrumentKind.HISTOGRAM:
+        return _histogram_problem(spec, value)
     if type(value) is not int or value < 0:
         return f"gave the value {value!r} for {spec.name}; it must be an int >= 0"
+    return None
+
+
+def _histogram_problem(spec: MetricSpec, value: object) -> str | None:
+    expected = len(spec.boundaries or ()) + 1
+    if not isinstance(value, tuple) or len(value) != 4:
+        return f"gave {value!r} for {spec.name}; a histogram value is (counts, sum, min, max)"
+    counts, total, low, high = value
+    if (
+        not isinstance(counts, (tuple, list))
+        or len(counts) != expected
+        or any(type(c) is not int or c < 0 for c in counts)
+    ):
+        return f"gave bucket counts {counts!r} for {spec.name}; it needs {expected} ints >= 0"
+    for what, number in (("sum", total), ("min", low), ("max", high)):
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            return f"gave a {what} of {number!r} for {spec.name}"
+        if not math.isfinite(number) or number < 0:
+            return f"gave a {what} of {number!r} for {spec.name}; it must be finite and >= 0"
     return None
 
 

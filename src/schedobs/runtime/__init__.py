@@ -32,12 +32,13 @@ Task forms::
 from ._chan import Chan, ChannelClosedError, WaitGroup
 from ._ops import blocking, checkpoint, current_m, gosched, sleep, syscall
 from ._runtime import RejectedError, Runtime
-from ._stats import RuntimeHooks, RuntimeStats
+from ._stats import LatencyCounts, RuntimeHooks, RuntimeStats
 from ._task import SyscallState, Task, TaskState
 
 __all__ = [
     "Chan",
     "ChannelClosedError",
+    "LatencyCounts",
     "RejectedError",
     "Runtime",
     "RuntimeHooks",

@@ -1,9 +1,9 @@
 """The runtime's hooks implemented with the metric contract.
 
-Latency goes straight into two contract histogram handles (global and local
-queue), called from the Ms' loops; everything else is read at collection time
-from :class:`RuntimeStats`, once per collection, so the runtime pays nothing
-for it between collections.
+Everything is read at collection time from :class:`RuntimeStats`, once per
+collection: the Ms count schedule latency into their own rows with the
+contract's bucket bounds (no call per task), and the adapter reports the sums
+as pre-aggregated histograms, like the runtime's counters and gauges.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from schedobs.contract._scheduler_metrics import Observation
 from schedobs.contract._spec import (
     COMPLETED_TASKS,
     HANDOFFS,
+    LATENCY_BOUNDARIES_MS,
     PREEMPTIONS,
     PROCESSOR_STATE,
     PROCESSORS,
     QUEUE_LENGTH,
+    SCHEDULE_LATENCY,
     SCHEDULER_QUEUE,
     STEALS,
     TASK_STATE,
@@ -39,15 +41,14 @@ class ContractHooks:
         if metrics.kind != "gmp":
             raise ValueError(f"a GMP runtime reports scheduler.kind=gmp, got {metrics.kind!r}")
         self.metrics = metrics
-        self._global = metrics.latency(queue="global")
-        self._local = metrics.latency(queue="local")
         # Series for every refusal the runtime can make, at zero from the start
         # (so rate() and absent() work before the first refusal).
         metrics.rejections("shutdown")
         metrics.rejections("queue_full")
 
-    def thread_recorders(self) -> tuple[Callable[[int], None], Callable[[int], None]]:
-        return self._global.thread_recorder_ns(), self._local.thread_recorder_ns()
+    def latency_bounds_ns(self) -> tuple[int, ...]:
+        # Every contract bound is a whole number of nanoseconds.
+        return tuple(round(b * 1_000_000) for b in LATENCY_BOUNDARIES_MS)
 
     def rejected(self, reason: str, tenant: str | None) -> None:
         self.metrics.reject(reason, tenant=tenant)
@@ -55,6 +56,12 @@ class ContractHooks:
     def bind(self, stats: Callable[[], RuntimeStats]) -> None:
         def observe() -> Iterator[Observation]:
             s = stats()
+            for queue, lat in s.latency.items():
+                yield (
+                    SCHEDULE_LATENCY,
+                    {SCHEDULER_QUEUE: queue},
+                    (lat.bucket_counts, lat.sum_ns / 1e6, lat.min_ns / 1e6, lat.max_ns / 1e6),
+                )
             yield QUEUE_LENGTH, {SCHEDULER_QUEUE: "global"}, s.queued_global
             yield QUEUE_LENGTH, {SCHEDULER_QUEUE: "local"}, s.queued_local
             yield PROCESSORS, {PROCESSOR_STATE: "busy"}, s.processors - s.processors_idle

@@ -80,6 +80,7 @@ class Monitor:
         if self.asleep:
             with self._cond:
                 self._kicked = True
+                self.parked = False  # about to wake: not parked any more
                 self._cond.notify()
 
     def add_timer(self, deadline_ns: int, task: Task) -> None:
@@ -88,6 +89,7 @@ class Monitor:
             heapq.heappush(self._timers, (deadline_ns, next(self._seq), task))
             if self._timers[0][2] is task:
                 self._kicked = True
+                self.parked = False
                 self._cond.notify()
 
     def _stop_requested(self) -> bool:
@@ -117,7 +119,7 @@ class Monitor:
                     until = max(self._timers[0][0] - now, 0)
                     wait_ns = until if wait_ns is None else min(wait_ns, until)
                 self.asleep = wait_ns is None or wait_ns > 1_000_000
-                self.parked = wait_ns is None
+                self.parked = wait_ns is None and not self._kicked
                 if not self._kicked and wait_ns != 0:
                     self._cond.wait(None if wait_ns is None else wait_ns / 1e9)
                 kicked, self._kicked = self._kicked, False

@@ -19,7 +19,7 @@ from ._ops import tls
 from ._processor import P_IDLE
 from ._runqueue import LOCAL_CAPACITY, overflow
 from ._sched import Scheduler
-from ._stats import RuntimeHooks, RuntimeStats
+from ._stats import LatencyCounts, RuntimeHooks, RuntimeStats
 from ._task import Task, TaskState
 
 __all__ = ["RejectedError", "Runtime"]
@@ -123,6 +123,9 @@ class Runtime(Executor):
         #: Whether tasks are time-stamped when they become runnable (only when
         #: instrumented: an uninstrumented runtime reads no clock per task).
         self._timed = hooks is not None
+        self._latency_bounds: tuple[int, ...] | None = (
+            tuple(hooks.latency_bounds_ns()) if hooks is not None else None
+        )
         self._max_queued = max_queued
         self._fast_submit = max_queued is None
         self._sched = Scheduler(procs, max_threads, name, lambda s, i: M(s, i, self))
@@ -343,7 +346,33 @@ class Runtime(Executor):
             long_running=sum(m.long_running for m in ms),
             threads_created=sched.threads_created,
             monitor_ticks=self._monitor.ticks,
+            latency=self._latency(ms),
         )
+
+    def _latency(self, ms: list[M]) -> dict[str, LatencyCounts]:
+        bounds = self._latency_bounds
+        if bounds is None:
+            return {}
+        n = len(bounds) + 1
+        out: dict[str, LatencyCounts] = {}
+        for source, queue in ((0, "global"), (1, "local")):
+            counts = [0] * n
+            total = 0
+            low = high = None
+            for m in ms:
+                if m.latency_rows is None:
+                    continue
+                # A copy first: the M keeps writing; what we read is a consistent
+                # enough prefix and the next read sees the rest.
+                row = list(m.latency_rows[source])
+                for i in range(n):
+                    counts[i] += row[i]
+                if sum(row[:n]):
+                    total += row[n]
+                    low = row[n + 1] if low is None else min(low, row[n + 1])
+                    high = row[n + 2] if high is None else max(high, row[n + 2])
+            out[queue] = LatencyCounts(bounds, tuple(counts), total, low or 0, high or 0)
+        return out
 
     def __repr__(self) -> str:
         return f"<Runtime {self.name!r} procs={self.procs} closing={self._closing}>"

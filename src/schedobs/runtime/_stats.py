@@ -6,7 +6,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["RuntimeHooks", "RuntimeStats"]
+__all__ = ["LatencyCounts", "RuntimeHooks", "RuntimeStats"]
+
+
+@dataclass(frozen=True)
+class LatencyCounts:
+    """Cumulative schedule latency of the tasks that waited in one kind of queue.
+
+    ``bucket_counts[i]`` counts latencies ``d`` (ns) with
+    ``bounds_ns[i-1] < d <= bounds_ns[i]``; the last bucket is the overflow.
+    ``count`` equals ``sum(bucket_counts)``; ``min_ns``/``max_ns`` are 0 while empty.
+    """
+
+    bounds_ns: tuple[int, ...]
+    bucket_counts: tuple[int, ...]
+    sum_ns: int
+    min_ns: int
+    max_ns: int
+
+    @property
+    def count(self) -> int:
+        return sum(self.bucket_counts)
 
 
 @dataclass(frozen=True)
@@ -41,6 +61,9 @@ class RuntimeStats:
     long_running: int
     threads_created: int
     monitor_ticks: int
+    #: Schedule latency by the queue the tasks waited in (``global``, ``local``);
+    #: empty unless the runtime has hooks.
+    latency: dict[str, LatencyCounts]
 
 
 class RuntimeHooks(Protocol):
@@ -50,10 +73,12 @@ class RuntimeHooks(Protocol):
     instrumentation costs nothing unless it is used.
     """
 
-    def thread_recorders(self) -> tuple[Callable[[int], None], Callable[[int], None]]:
-        """Called once on each M's thread as it starts: two recorders of schedule
-        latency in integer ns, for tasks that waited in the global queue and in a
-        local queue.  The M calls them from its hot loop, on that thread only."""
+    def latency_bounds_ns(self) -> tuple[int, ...]:
+        """Histogram bucket upper bounds (inclusive, ns) for schedule latency.
+
+        Each M counts latencies into its own rows with these bounds (no call per
+        task); :attr:`RuntimeStats.latency` adds the rows up when read.
+        """
         ...
 
     def rejected(self, reason: str, tenant: str | None) -> None:

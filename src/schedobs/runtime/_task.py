@@ -90,6 +90,7 @@ class Task:
         "ready_ns",
         "result_value",
         "resume",
+        "send",
         "source",
         "state",
         "throw",
@@ -110,6 +111,8 @@ class Task:
     form: int
     coro: Any
     resume: Any
+    #: ``coro.send``, bound once (a bound method per step would cost an allocation).
+    send: Callable[[Any], Any]
     throw: BaseException | None
     result_value: Any
     exc: BaseException | None
@@ -153,6 +156,7 @@ class Task:
         elif ctx is None:
             ctx = self.ctx = contextvars.Context()
         self.coro = coro
+        self.send = coro.send
         self.form = GENERATOR if isinstance(coro, types.GeneratorType) else COROUTINE
         self.resume = None
         self.throw = None
@@ -189,6 +193,8 @@ class Task:
         self.result_value = value
         self.exc = exc
         self.fn = self.args = self.kwargs = self.coro = None  # free references early
+        if self.form != CALLABLE:
+            del self.send
         # State first, then the waiters (see the module docstring).
         self.state = TaskState.DONE
         future = self.future
