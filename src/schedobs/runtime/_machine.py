@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ._ops import Blocking, Checkpoint, Gosched, Park, Sleep, tls
 from ._processor import P_RUNNING, P_SYSCALL, P
-from ._runqueue import LOCAL_CAPACITY, overflow, steal_half, take_batch
+from ._runqueue import LOCAL_CAPACITY, steal_half, take_batch
 from ._task import CALLABLE, SyscallState, Task, TaskState, record_syscall
 
 if TYPE_CHECKING:
@@ -232,13 +232,19 @@ class M:
                 else:
                     if (op is None or type(op) is Gosched) and not g.preempt:
                         g.state = _RUNNABLE
-                        if timed:  # source and ready_ns are read only when timed
-                            g.source = 1
-                            g.ready_ns = now()
                         if len(local) < LOCAL_CAPACITY:
+                            if timed:  # source and ready_ns are read only when timed
+                                g.source = 1
+                                g.ready_ns = now()
                             local.append(g)
                         else:
-                            overflow(local, g, gq)
+                            # Local queue full: the yielding task alone goes to
+                            # the global queue, as Go's Gosched always does
+                            # (moving half the queue would churn every yield).
+                            if timed:
+                                g.source = 0
+                                g.ready_ns = now()
+                            gq.append(g)
                     else:
                         self._step(g, op)
             else:
@@ -335,16 +341,18 @@ class M:
     # --- coroutine and generator tasks ------------------------------------------------------
 
     def _requeue_local(self, g: Task) -> None:
+        """A yield: the tail of the local queue, or the global queue if it is full."""
         g.state = _RUNNABLE
-        g.source = 1
-        if self.runtime._timed:
-            g.ready_ns = _now()
         p = self.p
         assert p is not None
-        if len(p.runq) < LOCAL_CAPACITY:
+        local = len(p.runq) < LOCAL_CAPACITY
+        if self.runtime._timed:
+            g.source = 1 if local else 0
+            g.ready_ns = _now()
+        if local:
             p.runq.append(g)
         else:
-            overflow(p.runq, g, self.sched.global_queue)
+            self.sched.global_queue.append(g)
 
     def _preempted(self, g: Task) -> None:
         """The monitor flagged ``g``: it goes to the global queue (Go does the same)."""

@@ -9,9 +9,9 @@ of the queue to the global queue, so a burst spreads to idle Ps.
 ::
 
     submit (outside) ──► global ──► batch into local (owner)
-    go (inside a task) ──► runnext ─┐
-    yield / wake-up ─────► local ───┼─► M runs it
-                 thief ◄── local ◄──┘   steal takes half from the head
+    go / wake-up (inside a task) ──► runnext ─┐   (full local: half to global)
+    yield ──► local tail (full: global) ──────┼─► M runs it
+                          thief ◄── local ◄───┘   steal takes half from the head
 """
 
 from __future__ import annotations
