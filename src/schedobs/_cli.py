@@ -1,4 +1,4 @@
-"""The ``schedobs`` command line: ``contract``, ``check`` and ``demo``."""
+"""The ``schedobs`` command line: ``contract``, ``check``, ``demo`` and ``clock``."""
 
 from __future__ import annotations
 
@@ -60,6 +60,66 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 2
 
 
+def _read_key(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as fh:
+        key = fh.read().strip()
+    if len(key) < 16:
+        raise ValueError(f"the key in {path} is shorter than 16 bytes")
+    return key
+
+
+def _cmd_clock_serve(args: argparse.Namespace) -> int:
+    from schedobs.clock import ClockServer
+
+    try:
+        server = ClockServer(args.host, args.port, key=_read_key(args.key_file))
+    except (OSError, ValueError) as exc:
+        print(f"schedobs clock serve: {exc}", file=sys.stderr)
+        return 2
+    host, port = server.address
+    print(f"reference clock serving on {host}:{port} (UDP); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    print(f"answered {server.answered} probes, dropped {server.dropped} datagrams")
+    return 0
+
+
+def _cmd_clock_probe(args: argparse.Namespace) -> int:
+    import socket
+
+    from schedobs.clock import ClockProber, OffsetEstimator
+
+    try:
+        estimator = OffsetEstimator()
+        prober = ClockProber(args.reference, estimator, key=_read_key(args.key_file))
+    except (OSError, ValueError) as exc:
+        print(f"schedobs clock probe: {exc}", file=sys.stderr)
+        return 2
+    family = socket.AF_INET6 if ":" in prober.reference[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect(prober.reference)
+        for _ in range(args.count):
+            prober.probe_once(sock)
+    estimate = estimator.estimate()
+    if estimate is None:
+        print(
+            f"no valid reply from {args.reference} ({prober.lost} lost, {prober.spoofed} dropped)"
+        )
+        return 1
+    print(
+        f"offset {estimate.offset_ns / 1e6:+.3f} ms ± {estimate.uncertainty_ns / 1e3:.1f} µs "
+        f"(reference − local), {estimate.samples} samples, "
+        f"last RTT {prober.last_rtt_ns / 1e3:.0f} µs"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -99,6 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"), default=None)
     demo.add_argument("--headless", action="store_true", help="no live view, final summary only")
     demo.set_defaults(func=_cmd_demo)
+
+    clock = sub.add_parser("clock", help="clock-offset tools: a reference server and a probe")
+    clock_sub = clock.add_subparsers(dest="clock_command", required=True)
+    serve = clock_sub.add_parser("serve", help="run a reference clock server (UDP)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    serve.add_argument("--port", type=int, default=7123)
+    serve.add_argument("--key-file", default=None, help="file holding a shared key (>= 16 bytes)")
+    serve.set_defaults(func=_cmd_clock_serve)
+    probe = clock_sub.add_parser("probe", help="measure this host against a reference server")
+    probe.add_argument("reference", help="host:port of the reference server")
+    probe.add_argument("--count", type=int, default=8)
+    probe.add_argument("--key-file", default=None)
+    probe.set_defaults(func=_cmd_clock_probe)
     return parser
 
 

@@ -17,7 +17,7 @@ from ._rules import Findings, attribute_problems, close_match
 
 __all__ = ["check_otlp_metrics"]
 
-_NAMESPACES = ("scheduler.", "schedobs.")
+_NAMESPACES = ("scheduler.", "schedobs.", "clock.")
 _DATA_FIELD = {
     InstrumentKind.GAUGE: "gauge",
     InstrumentKind.COUNTER: "sum",
@@ -106,7 +106,7 @@ def _check_metric(spec: MetricSpec, metric: Metric, contract: Contract, found: F
             _check_histogram_point(spec, point, attrs, found)
         else:
             value = point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
-            if value < 0 or not math.isfinite(value):
+            if (value < 0 and not spec.signed) or not math.isfinite(value):
                 found.violation(spec.name, "bad-value", f"value {value} is not >= 0", attrs)
 
 

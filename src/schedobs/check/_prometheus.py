@@ -17,7 +17,7 @@ from ._rules import Findings, attribute_problems, close_match
 __all__ = ["check_prometheus_endpoint", "check_prometheus_text"]
 
 #: Families in these namespaces belong to the contract; anything else is ignored.
-_NAMESPACES = ("scheduler_", "schedobs_")
+_NAMESPACES = ("scheduler_", "schedobs_", "clock_")
 #: Labels that exporters and scrapers add and the contract does not govern.
 _IGNORED_LABEL_PREFIXES = ("otel_scope_",)
 _IGNORED_LABELS = frozenset({"job", "instance"})
@@ -88,7 +88,7 @@ def check_prometheus_text(
             for sample in family.samples:
                 labels = _labels(sample.labels)
                 _check_labels(spec, exposed, labels, contract, key_of, found)
-                if sample.value < 0 or not math.isfinite(sample.value):
+                if (sample.value < 0 and not spec.signed) or not math.isfinite(sample.value):
                     found.violation(
                         exposed, "bad-value", f"value {sample.value} is not >= 0", labels
                     )

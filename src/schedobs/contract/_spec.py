@@ -27,7 +27,7 @@ __all__ = [
     "prometheus_name",
 ]
 
-CONTRACT_VERSION = "1.1.0"
+CONTRACT_VERSION = "1.2.0"
 
 #: The value that folds everything beyond a cap or outside a closed set.
 OTHER = "_OTHER"
@@ -87,6 +87,8 @@ class MetricSpec:
     #: Whether a conforming scheduler must export it.  Optional metrics may be
     #: absent, but when present they must match their spec.
     required: bool = True
+    #: Whether values may be negative (a clock offset); counts never are.
+    signed: bool = False
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -322,6 +324,39 @@ COMPLETED_TASKS = MetricSpec(
 )
 
 RUNTIME_METRICS = (PROCESSORS, THREADS, TASKS, STEALS, HANDOFFS, PREEMPTIONS, COMPLETED_TASKS)
+
+# --- optional clock-compensation metrics (hosts that probe a reference clock) ------
+
+CLOCK_OFFSET = MetricSpec(
+    name="clock.offset",
+    instrument=InstrumentKind.GAUGE,
+    unit="ns",
+    description=(
+        "Estimated offset of this host's clock: reference time minus local time, now. "
+        "Exported timestamps are corrected by it."
+    ),
+    required_attributes=(),
+    required=False,
+    signed=True,
+)
+CLOCK_UNCERTAINTY = MetricSpec(
+    name="clock.offset.uncertainty",
+    instrument=InstrumentKind.GAUGE,
+    unit="ns",
+    description="One-sigma uncertainty of clock.offset (path asymmetry is not included).",
+    required_attributes=(),
+    required=False,
+)
+CLOCK_PROBE_RTT = MetricSpec(
+    name="clock.probe.rtt",
+    instrument=InstrumentKind.GAUGE,
+    unit="ns",
+    description="Round-trip time of the last clock probe to the reference server.",
+    required_attributes=(),
+    required=False,
+)
+
+CLOCK_METRICS = (CLOCK_OFFSET, CLOCK_UNCERTAINTY, CLOCK_PROBE_RTT)
 
 #: Self-metric: observations that the recorder refused to aggregate.
 DROPPED_OBSERVATIONS = MetricSpec(

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from schedobs.contract import REGISTRY, Registry
 
 from ._bridge import attach
+from ._clock import ClockCompensation
 from ._prometheus import PrometheusEndpoint
 from ._rewrite import RewritingMetricExporter, RewritingSpanExporter, TimestampRewriter
 from ._settings import DEFAULT, ExportSettings, _Default, resolve_settings
@@ -52,6 +53,7 @@ class Telemetry:
         meter_provider: MeterProvider,
         tracer_provider: TracerProvider,
         prometheus: PrometheusEndpoint | None,
+        clock: ClockCompensation | None = None,
     ) -> None:
         self.settings = settings
         self.resource = resource
@@ -59,6 +61,8 @@ class Telemetry:
         self.meter_provider = meter_provider
         self.tracer_provider = tracer_provider
         self._prometheus = prometheus
+        #: Clock compensation (estimator, prober, corrector), if enabled.
+        self.clock = clock
         self._shutdown_lock = threading.Lock()
         self._is_shutdown = False
 
@@ -96,6 +100,8 @@ class Telemetry:
                 return True
             self._is_shutdown = True
         millis = timeout * 1000.0
+        if self.clock is not None:
+            self.clock.close()
         done = _run_bounded(
             {
                 "metrics": lambda: self.meter_provider.shutdown(timeout_millis=millis),
@@ -204,6 +210,10 @@ def configure(
     resource_attributes: Mapping[str, str] | None = None,
     timestamp_rewriter: TimestampRewriter | None = None,
     metric_readers: Sequence[MetricReader] = (),
+    clock_reference: str | None = None,
+    clock_key: bytes | None = None,
+    clock_interval: float = 5.0,
+    clock_max_adjust: float = 1.0,
     set_global: bool = True,
 ) -> Telemetry:
     """Set up OpenTelemetry export of the scheduler contract in one call.
@@ -238,6 +248,14 @@ def configure(
             before OTLP export (clock compensation plugs in here).
         metric_readers: additional readers (for example an in-memory reader in
             tests); they get the contract metrics too.
+        clock_reference: ``"host:port"`` of a reference clock server (``schedobs
+            clock serve``).  Enables clock compensation: a background prober
+            estimates this host's offset and drift, and every span and metric
+            timestamp is corrected before OTLP export.  Exclusive with
+            ``timestamp_rewriter``.
+        clock_key: shared key (>= 16 bytes) authenticating probes and replies.
+        clock_interval: seconds between probe bursts.
+        clock_max_adjust: largest correction applied, in seconds (clamped beyond).
         set_global: install the providers as the OpenTelemetry globals.
 
     Raises:
@@ -256,6 +274,14 @@ def configure(
     )
     if timestamp_rewriter is not None and not isinstance(timestamp_rewriter, TimestampRewriter):
         raise TypeError("timestamp_rewriter must have rewrite_spans() and rewrite_metrics()")
+    clock: ClockCompensation | None = None
+    if clock_reference is not None:
+        if timestamp_rewriter is not None:
+            raise ValueError("clock_reference and timestamp_rewriter are exclusive")
+        clock = ClockCompensation.create(
+            clock_reference, key=clock_key, interval=clock_interval, max_adjust=clock_max_adjust
+        )
+        timestamp_rewriter = clock.corrector
     attributes: dict[str, str] = dict(resource_attributes or {})
     if settings.service_name is not None:
         attributes["service.name"] = settings.service_name
@@ -290,6 +316,9 @@ def configure(
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     for reader in readers:
         attach(reader, resource=resource, registry=source)
+    if clock is not None:
+        clock.register_metrics(meter_provider)
+        clock.start()
     tracer_provider = TracerProvider(resource=resource)
     if span_exporter is not None:
         tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
@@ -301,6 +330,7 @@ def configure(
         meter_provider=meter_provider,
         tracer_provider=tracer_provider,
         prometheus=endpoint,
+        clock=clock,
     )
     if set_global:
         _install_global(handle)

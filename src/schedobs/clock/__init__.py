@@ -1,0 +1,29 @@
+"""Cross-AZ clock-offset compensation.
+
+Convention: ``offset = reference − local``; a local timestamp ``t`` is
+corrected as ``t + offset(t)``.  :class:`OffsetEstimator` tracks offset and
+frequency from NTP-style four-timestamp samples; :func:`solve_network` makes
+many pairwise estimates consistent; the probe protocol (``schedobs clock
+serve`` and :class:`ClockProber`) measures; :class:`ClockCorrector` rewrites
+span and metric timestamps before export.
+"""
+
+from ._correction import ClockCorrector
+from ._estimator import ClockEstimate, OffsetEstimator, Sample
+from ._network import Edge, NetworkSolution, solve_network
+from ._prober import ClockProber
+from ._protocol import ProtocolError
+from ._server import ClockServer
+
+__all__ = [
+    "ClockCorrector",
+    "ClockEstimate",
+    "ClockProber",
+    "ClockServer",
+    "Edge",
+    "NetworkSolution",
+    "OffsetEstimator",
+    "ProtocolError",
+    "Sample",
+    "solve_network",
+]

@@ -1,0 +1,162 @@
+"""The network solve: one consistent offset per host from many pairwise measurements.
+
+Edge convention: ``Edge(a, b, offset_ns, uncertainty_ns)`` says host ``a``
+measured host ``b`` as its reference: ``offset_ns = clock_b − clock_a`` (the
+estimator's ``reference − local`` with ``a`` local and ``b`` the reference),
+with a one-sigma ``uncertainty_ns``.
+
+Unknowns: ``x_h = clock_ref − clock_h``, the offset each host must add to read
+the reference's time (``x_ref = 0``).  An edge then says ``x_a − x_b =
+offset_ns``.  The solve minimises ``Σ ((x_a − x_b − offset) / σ)²`` — weighted
+least squares over every edge at once (the "network effect"): a pair measured
+badly or asymmetrically is pulled into line by the other paths between the
+same hosts, and what cannot be made consistent shows up as residuals.  The sum
+of offsets around any loop is zero for true clocks, so a large normalised
+residual flags path asymmetry (or a broken host) — the asymmetry alarm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Edge", "NetworkSolution", "solve_network"]
+
+
+@dataclass(frozen=True)
+class Edge:
+    """``a`` measured ``b``: ``offset_ns = clock_b − clock_a`` (± ``uncertainty_ns``)."""
+
+    a: Hashable
+    b: Hashable
+    offset_ns: float
+    uncertainty_ns: float
+
+
+@dataclass(frozen=True)
+class NetworkSolution:
+    """Per-host offsets to the reference and per-edge residuals."""
+
+    #: ``clock_ref − clock_host`` for every host reachable from the reference.
+    offsets_ns: dict[Hashable, float]
+    #: One-sigma uncertainty of each host's offset.
+    uncertainties_ns: dict[Hashable, float]
+    #: ``measured − solved`` for each edge, in ns, in input order.
+    residuals_ns: tuple[float, ...]
+    #: Residuals divided by the edge's uncertainty; |z| > 3 suggests asymmetry.
+    normalized_residuals: tuple[float, ...]
+    #: Indices of edges whose normalised residual exceeds ``alarm_sigma``.
+    alarms: tuple[int, ...]
+    #: Hosts with no path to the reference (left out of ``offsets_ns``).
+    unreachable: tuple[Hashable, ...]
+
+
+def solve_network(
+    edges: Iterable[Edge], reference: Hashable, *, alarm_sigma: float = 3.0
+) -> NetworkSolution:
+    """Solve for every host's offset to ``reference`` (see the module docstring).
+
+    Raises ``ValueError`` for an edge with a non-positive or non-finite
+    uncertainty, a self-loop, or a reference that appears in no edge.
+    """
+    edge_list = list(edges)
+    for i, e in enumerate(edge_list):
+        if e.a == e.b:
+            raise ValueError(f"edge {i} connects {e.a!r} to itself")
+        if not (math.isfinite(e.uncertainty_ns) and e.uncertainty_ns > 0):
+            raise ValueError(f"edge {i} has uncertainty {e.uncertainty_ns!r}; it must be > 0")
+        if not math.isfinite(e.offset_ns):
+            raise ValueError(f"edge {i} has a non-finite offset {e.offset_ns!r}")
+    hosts = {h for e in edge_list for h in (e.a, e.b)}
+    if reference not in hosts:
+        raise ValueError(f"the reference {reference!r} appears in no edge")
+    reachable = _component(edge_list, reference)
+    unknowns = sorted((h for h in reachable if h != reference), key=repr)
+    index = {h: i for i, h in enumerate(unknowns)}
+    n = len(unknowns)
+    # Normal equations  L x = r  of the weighted graph Laplacian, with x_ref = 0.
+    lap = [[0.0] * n for _ in range(n)]
+    rhs = [0.0] * n
+    for e in edge_list:
+        if e.a not in reachable:
+            continue
+        w = 1.0 / (e.uncertainty_ns * e.uncertainty_ns)
+        ia, ib = index.get(e.a), index.get(e.b)
+        # Residual (x_a − x_b − θ): d/dx_a gives +w(…), d/dx_b gives −w(…).
+        if ia is not None:
+            lap[ia][ia] += w
+            rhs[ia] += w * e.offset_ns
+        if ib is not None:
+            lap[ib][ib] += w
+            rhs[ib] -= w * e.offset_ns
+        if ia is not None and ib is not None:
+            lap[ia][ib] -= w
+            lap[ib][ia] -= w
+    solution, inverse_diag = _solve_spd(lap, rhs)
+    offsets = {reference: 0.0, **{h: solution[index[h]] for h in unknowns}}
+    sigmas = {reference: 0.0, **{h: math.sqrt(max(inverse_diag[index[h]], 0.0)) for h in unknowns}}
+    residuals = []
+    normalized = []
+    for e in edge_list:
+        if e.a in offsets and e.b in offsets:
+            r = e.offset_ns - (offsets[e.a] - offsets[e.b])
+        else:
+            r = math.nan
+        residuals.append(r)
+        normalized.append(r / e.uncertainty_ns)
+    alarms = tuple(i for i, z in enumerate(normalized) if abs(z) > alarm_sigma)
+    unreachable = tuple(sorted((h for h in hosts if h not in reachable), key=repr))
+    return NetworkSolution(
+        offsets, sigmas, tuple(residuals), tuple(normalized), alarms, unreachable
+    )
+
+
+def _component(edges: Sequence[Edge], start: Hashable) -> set[Hashable]:
+    neighbours: dict[Hashable, set[Hashable]] = {}
+    for e in edges:
+        neighbours.setdefault(e.a, set()).add(e.b)
+        neighbours.setdefault(e.b, set()).add(e.a)
+    seen = {start}
+    stack = [start]
+    while stack:
+        for nxt in neighbours.get(stack.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def _solve_spd(matrix: list[list[float]], rhs: list[float]) -> tuple[list[float], list[float]]:
+    """Solve a symmetric positive-definite system by Cholesky; also diag(A⁻¹).
+
+    Pure Python, O(n³): a few hundred hosts take well under a second.
+    """
+    n = len(rhs)
+    low = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1):
+            acc = matrix[i][j] - sum(low[i][k] * low[j][k] for k in range(j))
+            if i == j:
+                if acc <= 0:
+                    raise ValueError("the measurement graph is degenerate (singular system)")
+                low[i][i] = math.sqrt(acc)
+            else:
+                low[i][j] = acc / low[j][j]
+
+    def solve(b: list[float]) -> list[float]:
+        y = [0.0] * n
+        for i in range(n):
+            y[i] = (b[i] - sum(low[i][k] * y[k] for k in range(i))) / low[i][i]
+        x = [0.0] * n
+        for i in reversed(range(n)):
+            x[i] = (y[i] - sum(low[k][i] * x[k] for k in range(i + 1, n))) / low[i][i]
+        return x
+
+    x = solve(rhs)
+    diag = []
+    for i in range(n):
+        unit = [0.0] * n
+        unit[i] = 1.0
+        diag.append(solve(unit)[i])
+    return x, diag
