@@ -380,6 +380,7 @@ CONTRACT = Contract(
         SCHEDULE_LATENCY,
         REJECTED_TASKS,
         *RUNTIME_METRICS,
+        *CLOCK_METRICS,
         DROPPED_OBSERVATIONS,
     ),
     attributes=MappingProxyType(
