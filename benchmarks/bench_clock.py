@@ -31,7 +31,6 @@ import math
 import random
 import statistics
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from schedobs.clock import Edge, OffsetEstimator, solve_network
@@ -174,10 +173,10 @@ def simulate(seed: int, minutes: int) -> dict[str, Result]:
         edges = [Edge(h.name, 0, est[h.name].estimate(at_ns=h.local(at_ref)).offset_ns,  # type: ignore[union-attr]
                       max(est[h.name].estimate(at_ns=h.local(at_ref)).uncertainty_ns, 1))  # type: ignore[union-attr]
                  for h in hosts[1:]]  # fmt: skip
-        for (a, b), e_ab in edge_est.items():
-            e = e_ab.estimate(at_ns=hosts[a].local(at_ref))
+        for (ia, ib), e_ab in edge_est.items():
+            e = e_ab.estimate(at_ns=hosts[ia].local(at_ref))
             assert e is not None
-            edges.append(Edge(a, b, e.offset_ns, max(e.uncertainty_ns, 1)))
+            edges.append(Edge(ia, ib, e.offset_ns, max(e.uncertainty_ns, 1)))
         solution = solve_network(edges, reference=0)
         net = {h.name: solution.offsets_ns[h.name] for h in hosts[1:]}
         for h in hosts[1:]:
@@ -186,21 +185,20 @@ def simulate(seed: int, minutes: int) -> dict[str, Result]:
                 abs(net[h.name] - h.x(at_ref)) / US
             )
         # Cross-zone pairs and RPC causality, steady state only.
+        tables: dict[str, dict[int, float]] = {
+            "one NTP sample": single,
+            "NTP min-delay of 8": minimum,
+            "schedobs estimator": ours,
+            "estimator + network": net,
+        }
         if not early:
             pairs = [(a, b) for a in hosts for b in hosts if a.zone < b.zone]
             for a, b in rng.sample(pairs, 20):
                 truth = a.x(at_ref) - b.x(at_ref)
-                for name, table in (("one NTP sample", single), ("NTP min-delay of 8", minimum),
-                                    ("schedobs estimator", ours), ("estimator + network", net)):  # fmt: skip
+                for name, table in tables.items():
                     xa = 0.0 if a.name == 0 else table[a.name]
                     xb = 0.0 if b.name == 0 else table[b.name]
                     results[name].pairs.append(abs((xa - xb) - truth) / US)
-            tables: dict[str, Callable[[Host], float]] = {
-                "one NTP sample": lambda h: single.get(h.name, 0.0),
-                "NTP min-delay of 8": lambda h: minimum.get(h.name, 0.0),
-                "schedobs estimator": lambda h: ours.get(h.name, 0.0),
-                "estimator + network": lambda h: net.get(h.name, 0.0),
-            }
             for _ in range(30):
                 a, b = rng.sample(hosts, 2)
                 send = at_ref + rng.randrange(0, S)
@@ -209,8 +207,8 @@ def simulate(seed: int, minutes: int) -> dict[str, Result]:
                 work = rng.randrange(100 * US, 1 * MS)
                 c_start, s_start = a.local(send), b.local(send + fwd)
                 s_end, c_end = b.local(send + fwd + work), a.local(send + fwd + work + back)
-                for name, correct in tables.items():
-                    ca, cb = correct(a), correct(b)
+                for name, table in tables.items():
+                    ca, cb = table.get(a.name, 0.0), table.get(b.name, 0.0)
                     inside = c_start + ca <= s_start + cb and s_end + cb <= c_end + ca
                     results[name].rpcs += 1
                     results[name].violations += not inside
