@@ -1,0 +1,101 @@
+"""A service process with an injected wall-clock offset and drift (for the end-to-end test).
+
+Usage: python _skewed_service.py ROLE RECEIVER REFERENCE OFFSET_NS DRIFT_PPM [TARGET]
+
+ROLE is ``server`` (prints ``PORT n``, serves ``/work`` and ``/quit``) or
+``client`` (calls TARGET's ``/work`` 20 times).  The skew is applied to
+``time.time_ns`` before anything imports it, so the whole process — spans,
+metrics and the clock prober — lives on the skewed clock, as a host would.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+_real_time_ns = time.time_ns
+_start_real = _real_time_ns()
+_start_mono = time.monotonic_ns()
+OFFSET_NS = int(sys.argv[4])
+DRIFT = float(sys.argv[5]) * 1e-6
+
+
+def _skewed_time_ns() -> int:
+    # The monotonic clock keeps the drift smooth; wall = real + offset + drift·elapsed.
+    elapsed = time.monotonic_ns() - _start_mono
+    return _start_real + elapsed + OFFSET_NS + round(DRIFT * elapsed)
+
+
+time.time_ns = _skewed_time_ns  # before OpenTelemetry binds it
+
+import http.server  # noqa: E402
+import threading  # noqa: E402
+import urllib.request  # noqa: E402
+
+from opentelemetry import propagate, trace  # noqa: E402
+
+import schedobs  # noqa: E402
+
+
+def main() -> None:
+    role, receiver, reference = sys.argv[1], sys.argv[2], sys.argv[3]
+    telemetry = schedobs.configure(
+        f"e2e-{role}",
+        otlp_endpoint=receiver,
+        export_interval=3600,
+        prometheus=None,
+        clock_reference=reference,
+        clock_interval=0.05,
+        set_global=False,
+    )
+    tracer = telemetry.tracer_provider.get_tracer("e2e")
+    clock = telemetry.clock
+    assert clock is not None
+    deadline = time.monotonic() + 10
+    while clock.prober.samples < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # Report the skew at the start (real time, offset, drift) for the test's truth.
+    print(f"SKEW {_start_real} {_start_mono} {OFFSET_NS} {DRIFT}", flush=True)
+    if role == "server":
+        stop = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/quit":
+                    stop.set()
+                else:
+                    # urllib capitalises header names; the propagator looks up lowercase.
+                    ctx = propagate.extract({k.lower(): v for k, v in self.headers.items()})
+                    with tracer.start_as_current_span(
+                        "handle", context=ctx, kind=trace.SpanKind.SERVER
+                    ):
+                        time.sleep(0.002)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        print(f"PORT {server.server_address[1]}", flush=True)
+        stop.wait(60)
+        server.shutdown()
+    else:
+        target = sys.argv[6]
+        for _ in range(20):
+            with tracer.start_as_current_span("call", kind=trace.SpanKind.CLIENT):
+                headers: dict[str, str] = {}
+                propagate.inject(headers)
+                request = urllib.request.Request(f"http://{target}/work", headers=headers)
+                with urllib.request.urlopen(request, timeout=10) as resp:
+                    resp.read()
+        urllib.request.urlopen(f"http://{target}/quit", timeout=10).close()
+    telemetry.force_flush(timeout=10)
+    telemetry.shutdown(timeout=10)
+    print("DONE", flush=True)
+
+
+if __name__ == "__main__":
+    main()
