@@ -8,7 +8,8 @@ serve`` and :class:`ClockProber`) measures; :class:`ClockCorrector` rewrites
 span and metric timestamps before export.
 """
 
-from ._correction import ClockCorrector
+from ._adjuster import SpanPairAdjuster, host_of_span
+from ._correction import ClockCorrector, shift_span
 from ._estimator import ClockEstimate, OffsetEstimator, Sample
 from ._network import Edge, NetworkSolution, solve_network
 from ._prober import ClockProber
@@ -25,5 +26,8 @@ __all__ = [
     "OffsetEstimator",
     "ProtocolError",
     "Sample",
+    "SpanPairAdjuster",
+    "host_of_span",
+    "shift_span",
     "solve_network",
 ]

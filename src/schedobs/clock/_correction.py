@@ -21,7 +21,40 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 
 from ._estimator import ClockEstimate, OffsetEstimator
 
-__all__ = ["ClockCorrector"]
+__all__ = ["ClockCorrector", "shift_span"]
+
+
+def shift_span(
+    span: ReadableSpan, offset_ns: int, freq: float, uncertainty_ns: int, *, capped: bool = False
+) -> ReadableSpan:
+    """A copy of ``span`` with every timestamp ``t`` moved to
+    ``t + offset_ns + freq·(t − start)``, and the correction recorded as attributes."""
+    start = span.start_time
+    if start is None:
+        return span
+
+    def fix(t: int | None) -> int | None:
+        return None if t is None else t + offset_ns + round(freq * (t - start))
+
+    attributes: dict[str, Any] = dict(span.attributes or {})
+    attributes["clock.offset_ns"] = offset_ns
+    attributes["clock.uncertainty_ns"] = uncertainty_ns
+    if capped:
+        attributes["clock.capped"] = True
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=[Event(e.name, e.attributes, fix(e.timestamp)) for e in span.events],
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=fix(start),
+        end_time=fix(span.end_time),
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 class ClockCorrector:
@@ -50,37 +83,10 @@ class ClockCorrector:
                 out.append(span)
                 continue
             offset, capped = self._shift(est)
-            freq = 0.0 if capped else est.freq_ppm * 1e-6
-            assert start is not None
-
-            def fix(
-                t: int | None, start: int = start, offset: int = offset, freq: float = freq
-            ) -> int | None:
-                return None if t is None else t + offset + round(freq * (t - start))
-
-            attributes: dict[str, Any] = dict(span.attributes or {})
-            attributes["clock.offset_ns"] = offset
-            attributes["clock.uncertainty_ns"] = est.uncertainty_ns
             if capped:
-                attributes["clock.capped"] = True
                 self.capped += 1
-            events = [Event(e.name, e.attributes, fix(e.timestamp)) for e in span.events]
-            out.append(
-                ReadableSpan(
-                    name=span.name,
-                    context=span.context,
-                    parent=span.parent,
-                    resource=span.resource,
-                    attributes=attributes,
-                    events=events,
-                    links=span.links,
-                    kind=span.kind,
-                    status=span.status,
-                    start_time=fix(start),
-                    end_time=fix(span.end_time),
-                    instrumentation_scope=span.instrumentation_scope,
-                )
-            )
+            freq = 0.0 if capped else est.freq_ppm * 1e-6
+            out.append(shift_span(span, offset, freq, est.uncertainty_ns, capped=capped))
         return out
 
     def rewrite_metrics(self, data: MetricsData) -> MetricsData:
