@@ -78,10 +78,12 @@ def test_server_survives_hostile_datagrams_and_still_answers(server: ClockServer
             sock.sendto(rng.randbytes(n), (host, port))
         sock.sendto(encode_response(Request(1, 2), 3, 4), (host, port))  # a reply, not a request
     est = OffsetEstimator()
-    prober = ClockProber(f"{host}:{port}", est, timeout=2.0)
+    prober = ClockProber(f"{host}:{port}", est, timeout=1.0)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.connect((host, port))
-        assert prober.probe_once(sock)
+        # The kernel may drop a datagram of ours while the burst fills the
+        # server's buffer; a few tries tell "still answers" from "wedged".
+        assert any(prober.probe_once(sock) for _ in range(5))
     # UDP may lose some of a burst in the kernel; the point is that the server
     # read the rest, dropped them, and still answered the valid probe after them.
     assert server.dropped >= 1_000
