@@ -50,6 +50,14 @@ def test_contract_and_runtime_never_import_the_sdk_or_upper_layers(layer: str) -
                 assert not module.startswith("opentelemetry"), (path, module)
 
 
+def test_clock_depends_on_nothing_above_it() -> None:
+    for path in (SRC / "clock").rglob("*.py"):
+        for module in _imports(path):
+            assert not module.startswith(
+                ("schedobs.export", "schedobs.check", "schedobs.runtime", "schedobs.testing")
+            ), (path, module)
+
+
 PUBLIC = {
     "schedobs": {
         "CONTRACT", "CONTRACT_VERSION", "REGISTRY", "LatencyHistogram", "QueueLengthGauge",
@@ -59,6 +67,11 @@ PUBLIC = {
     "schedobs.check": {
         "Finding", "Report", "check_otlp_metrics", "check_prometheus_endpoint",
         "check_prometheus_text",
+    },
+    "schedobs.clock": {
+        "ClockCorrector", "ClockEstimate", "ClockProber", "ClockServer", "Edge",
+        "NetworkSolution", "OffsetEstimator", "ProtocolError", "Sample", "SpanPairAdjuster",
+        "host_of_span", "shift_span", "solve_network",
     },
     "schedobs.export": {
         "DEFAULT_PROMETHEUS", "SCOPE", "ExportSettings", "RewritingMetricExporter",
