@@ -131,3 +131,17 @@ def test_uncertainty_shrinks_with_samples() -> None:
         assert e is not None
         seen.append(e.uncertainty_ns)
     assert seen[-1] < seen[0]
+
+
+def test_rpc_span_pairs_feed_the_estimator() -> None:
+    from types import SimpleNamespace
+
+    est = OffsetEstimator()
+    client = SimpleNamespace(start_time=1_000_000, end_time=1_900_000)  # this host
+    server = SimpleNamespace(start_time=6_400_000, end_time=6_500_000)  # the reference
+    sample = est.add_span_pair(client, server)
+    assert sample.delay_ns == 800_000
+    assert sample.offset_ns == 5_000_000
+    with pytest.raises(ValueError, match="must have ended"):
+        est.add_span_pair(SimpleNamespace(start_time=1, end_time=None), server)
+    assert est.rejected == 1

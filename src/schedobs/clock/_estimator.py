@@ -35,8 +35,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["ClockEstimate", "OffsetEstimator", "Sample"]
+__all__ = ["ClockEstimate", "OffsetEstimator", "Sample", "SpanTimes"]
+
+
+class SpanTimes(Protocol):
+    """Anything with ``start_time`` and ``end_time`` in ns (an SDK ``ReadableSpan``)."""
+
+    @property
+    def start_time(self) -> int | None: ...
+
+    @property
+    def end_time(self) -> int | None: ...
 
 _MAX_OFFSET_NS = 86_400 * 10**9  # a day: anything beyond is not a clock, it is a bug
 _MAX_DELAY_NS = 10 * 10**9
@@ -118,6 +129,17 @@ class OffsetEstimator:
             self._admit(sample)
             self.accepted += 1
         return sample
+
+    def add_span_pair(self, client: SpanTimes, server: SpanTimes) -> Sample:
+        """Add the exchange an instrumented RPC gives for free: a client span recorded
+        on this host (start = t1, end = t4) and its server child recorded on the
+        reference host (start = t2, end = t3).  Same validation as :meth:`add_sample`."""
+        times = (client.start_time, server.start_time, server.end_time, client.end_time)
+        if any(t is None for t in times):
+            with self._lock:
+                self.rejected += 1
+            raise ValueError("both spans must have ended (start and end times set)")
+        return self.add_sample(*times)  # type: ignore[arg-type]
 
     @staticmethod
     def _reduce(t1: int, t2: int, t3: int, t4: int) -> Sample:
