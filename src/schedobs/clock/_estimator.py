@@ -49,6 +49,7 @@ class SpanTimes(Protocol):
     @property
     def end_time(self) -> int | None: ...
 
+
 _MAX_OFFSET_NS = 86_400 * 10**9  # a day: anything beyond is not a clock, it is a bug
 _MAX_DELAY_NS = 10 * 10**9
 _MAX_FREQ = 500e-6  # 500 ppm: beyond any crystal
