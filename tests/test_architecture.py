@@ -83,6 +83,10 @@ PUBLIC = {
         "SyscallState", "Task", "TaskState", "WaitGroup", "blocking", "checkpoint",
         "current_runtime", "go", "gosched", "sleep", "syscall",
     },
+    "schedobs.tenancy": {
+        "SLA_WEIGHTS", "ConstraintError", "Limits", "RejectedError", "Tenant",
+        "TenantScheduler", "TenantStats",
+    },
     "schedobs.testing": {
         "GrpcOtlpReceiver", "HttpOtlpReceiver", "OtlpPoint", "OtlpReceiver", "latest_points",
     },

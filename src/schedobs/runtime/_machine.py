@@ -370,8 +370,12 @@ class M:
         coro = g.coro
         ctx = g.ctx
         assert ctx is not None  # coroutine and generator tasks always carry one
-        if g.ext is not None and g.ext.syscall_state is SyscallState.READY:
-            record_syscall(g, SyscallState.IDLE)
+        ext = g.ext
+        if ext is not None:
+            if ext.syscall_state is SyscallState.READY:
+                record_syscall(g, SyscallState.IDLE)
+            if op is _NO_OP:
+                self._check_deadline(g)
         while True:
             if op is _NO_OP:
                 try:
@@ -402,6 +406,8 @@ class M:
                 if g.preempt:
                     self._preempted(g)
                     return
+                if ext is not None:
+                    self._check_deadline(g)
                 op = _NO_OP
                 continue
             if isinstance(op, Sleep):
@@ -426,6 +432,14 @@ class M:
                 "them), channel and wait-group operations (await them, in async def tasks)"
             )
             op = _NO_OP
+
+    @staticmethod
+    def _check_deadline(g: Task) -> None:
+        """Past its deadline, a task gets ``TimeoutError`` thrown in (once)."""
+        ext = g.ext
+        if ext is not None and ext.deadline_ns and g.throw is None and _now() > ext.deadline_ns:
+            ext.deadline_ns = 0
+            g.throw = TimeoutError("the task ran past its timeout (cancelled at a checkpoint)")
 
     # --- system calls ----------------------------------------------------------------------------
 

@@ -185,6 +185,26 @@ class Runtime(Executor):
         self._submit(task)
         return task
 
+    def _spawn(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        *,
+        deadline_ns: int = 0,
+        tenant: str | None = None,
+    ) -> Task:
+        """Start a task with a deadline (``perf_counter_ns``) and a tenant (for layers above)."""
+        ctx: contextvars.Context | None = _copy_context()
+        if not len(ctx):  # type: ignore[arg-type]
+            ctx = None
+        task = Task(fn, args, None, ctx)
+        if deadline_ns or tenant is not None:
+            ext = task._extra()
+            ext.deadline_ns = deadline_ns
+            ext.tenant = tenant
+        self._submit(task)
+        return task
+
     def _submit(self, task: Task) -> None:
         if self._closing:
             self._reject("shutdown", "cannot schedule new tasks after shutdown")

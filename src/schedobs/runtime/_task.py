@@ -315,10 +315,13 @@ class Task:
 class _Extra:
     """Fields few tasks need."""
 
-    __slots__ = ("id", "syscall_mark", "syscall_ns", "syscall_state", "tenant")
+    __slots__ = ("deadline_ns", "id", "syscall_mark", "syscall_ns", "syscall_state", "tenant")
 
     def __init__(self) -> None:
         self.id = 0
+        #: perf_counter_ns deadline: past it, the task gets TimeoutError at its next
+        #: checkpoint (0: none).
+        self.deadline_ns = 0
         self.syscall_state = SyscallState.IDLE
         self.syscall_ns: dict[SyscallState, int] = {}
         self.syscall_mark = 0
