@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_recording.py
 	$(BIN)/python benchmarks/bench_runtime.py
 	$(BIN)/python benchmarks/bench_clock.py
+	$(BIN)/python benchmarks/bench_tenancy.py
 
 soak: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m slow --timeout=3600 $(PYTEST_ARGS); rc=$$?; [ $$rc = 5 ] && echo "no slow tests yet" && rc=0; exit $$rc

@@ -19,6 +19,10 @@ shares converge to ``weight / Σ weights`` of processor time among the tenants
 that have work.  A pool that was idle rejoins at the current virtual time: it
 can neither hoard credit nor be starved for its idleness.
 
+Cost is CPU time for plain callables (``thread_time``: not the time spent
+waiting for the GIL) and wall time from start to end for coroutines and
+generators (they may move between threads).
+
 Arbitration: every ``arbitration_period`` completions the measured shares are
 compared with the fair shares (capacity × weight / Σ weights of the active
 tenants); a deviation above 15 % re-arbitrates (virtual times of the pools
@@ -47,6 +51,7 @@ from ._spec import SLA_WEIGHTS, ConstraintError, Limits, Tenant
 __all__ = ["TenantScheduler", "TenantStats"]
 
 _now = time.perf_counter_ns
+_cpu = time.thread_time_ns
 _ADMISSION_SHARE = 0.95  # refuse once usage would pass 95 % of the hard limit
 _DEVIATION = 0.15
 
@@ -314,9 +319,12 @@ class TenantScheduler:
         return start
 
     def _run(self, pool: _Pool, entry: _Entry) -> None:
-        start = self._begin(pool, entry)
-        if start is None:
+        if self._begin(pool, entry) is None:
             return
+        # A plain callable runs on this thread from start to end: its CPU time
+        # is the service it got.  Wall time would also count the time it waited
+        # for the GIL, charging a tenant for other tenants' work.
+        cpu0 = _cpu()
         try:
             result = entry.fn(*entry.args, **entry.kwargs)
         except BaseException as exc:
@@ -324,7 +332,7 @@ class TenantScheduler:
         else:
             entry.future.set_result(result)
         finally:
-            self._finish(pool, entry, _now() - start)
+            self._finish(pool, entry, max(_cpu() - cpu0, 1))
 
     async def _run_async(self, pool: _Pool, entry: _Entry) -> None:
         start = self._begin(pool, entry)

@@ -1,0 +1,129 @@
+"""Multi-tenant scheduling: fairness, isolation under a flood, and the cost of a refusal.
+
+Run: ``make bench`` (or ``python benchmarks/bench_tenancy.py [--quick]``).  Medians
+of several repeats, measured side by side in this run.
+
+Goals (issue #5): service shares within ±5 % of the weights under contention;
+gold's p99 schedule latency while bronze floods within 2x of gold's
+uncontended p99; the cost of a refusal (reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from schedobs.contract import LATENCY_BOUNDARIES_MS, Registry, estimate_quantile
+from schedobs.runtime import RejectedError, Runtime
+from schedobs.tenancy import Tenant, TenantScheduler
+
+
+def spin(ms: float) -> None:
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass
+
+
+def fairness_error(seconds: float) -> float:
+    """Largest relative deviation of a measured share from its weight (3:2:1)."""
+    with Runtime(procs=2, name="fair") as rt:
+        ts = TenantScheduler(
+            rt,
+            [Tenant(n, sla=n, max_running=4) for n in ("gold", "silver", "bronze")],
+            instrument=False,
+        )
+        futures = [
+            ts.submit(t, spin, 1.0) for _ in range(4000) for t in ("gold", "silver", "bronze")
+        ]
+        time.sleep(seconds)
+        stats = ts.stats()
+        ts.shutdown(wait=False)
+        for f in futures:
+            f.cancel()
+    total = sum(s.service_s for s in stats.values())
+    return max(
+        abs(stats[n].service_s / total - w / 6) / (w / 6)
+        for n, w in (("gold", 3), ("silver", 2), ("bronze", 1))
+    )
+
+
+def gold_p99(flood: bool, probes: int) -> float:
+    """Gold's p99 schedule latency (ms, from the scheduler's histogram)."""
+    registry = Registry()
+    with Runtime(procs=2, name="iso") as rt:
+        ts = TenantScheduler(
+            rt,
+            [Tenant("gold", sla="gold", max_running=2),
+             Tenant("bronze", sla="bronze", max_running=2, max_queued=100_000, hard_limit=200_000)],
+            registry=registry,
+        )  # fmt: skip
+        backlog = [ts.submit("bronze", spin, 0.5) for _ in range(20_000)] if flood else []
+        for _ in range(probes):
+            ts.submit("gold", spin, 0.2).result()
+            time.sleep(0.002)
+        ts.shutdown(wait=False)
+        for f in backlog:
+            f.cancel()
+    (point,) = [
+        p
+        for s in registry.collect()
+        for p in s.points
+        if s.spec.name == "scheduler.schedule.latency"
+        and dict(p.attributes).get("scheduler.tenant") == "gold"
+    ]
+    return estimate_quantile(0.99, LATENCY_BOUNDARIES_MS, point.bucket_counts)  # type: ignore[union-attr]
+
+
+def refusal_cost_us(n: int) -> float:
+    with Runtime(procs=1, name="refuse") as rt:
+        ts = TenantScheduler(rt, [Tenant("t", hard_limit=20, max_running=1)], registry=Registry())
+        import threading
+
+        gate = threading.Event()
+        ts.submit("t", gate.wait)
+        while True:
+            try:
+                ts.submit("t", int)
+            except RejectedError:
+                break
+        t0 = time.perf_counter()
+        for _ in range(n):
+            try:
+                ts.submit("t", int)
+            except RejectedError:
+                pass
+        cost = (time.perf_counter() - t0) / n * 1e6
+        gate.set()
+        ts.shutdown(wait=True)
+    return cost
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    repeats, seconds, probes = (1, 0.5, 20) if args.quick else (5, 1.5, 100)
+    fair = statistics.median(fairness_error(seconds) for _ in range(repeats))
+    quiet = statistics.median(gold_p99(False, probes) for _ in range(repeats))
+    loud = statistics.median(gold_p99(True, probes) for _ in range(repeats))
+    refusal = statistics.median(refusal_cost_us(20_000) for _ in range(repeats))
+    print(f"python {sys.version.split()[0]}; medians of {repeats} repeats\n")
+    rows = [
+        ("fairness error (max |share - weight| / weight)", f"{100 * fair:.1f} %", "<= 5 %",
+         fair <= 0.05),
+        ("gold p99 schedule latency, uncontended", f"{quiet:.3f} ms", "-", True),
+        ("gold p99 schedule latency, bronze flooding", f"{loud:.3f} ms", "-", True),
+        ("gold p99 ratio flood / uncontended", f"{loud / quiet:.2f}x", "<= 2x", loud / quiet <= 2),
+        ("cost of a refusal (submit raising RejectedError)", f"{refusal:.2f} µs", "-", True),
+    ]  # fmt: skip
+    width = max(len(r[0]) for r in rows)
+    for label, value, goal, ok in rows:
+        verdict = "" if goal == "-" else ("meets" if ok else "MISSES")
+        print(f"  {label:<{width}}  {value:>12}  goal {goal:<7} {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
