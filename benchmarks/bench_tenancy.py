@@ -11,8 +11,10 @@ uncontended p99; the cost of a refusal (reported).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
+import threading
 import time
 
 from schedobs.contract import LATENCY_BOUNDARIES_MS, Registry, estimate_quantile
@@ -79,8 +81,6 @@ def gold_p99(flood: bool, probes: int) -> float:
 def refusal_cost_us(n: int) -> float:
     with Runtime(procs=1, name="refuse") as rt:
         ts = TenantScheduler(rt, [Tenant("t", hard_limit=20, max_running=1)], registry=Registry())
-        import threading
-
         gate = threading.Event()
         ts.submit("t", gate.wait)
         while True:
@@ -90,10 +90,8 @@ def refusal_cost_us(n: int) -> float:
                 break
         t0 = time.perf_counter()
         for _ in range(n):
-            try:
+            with contextlib.suppress(RejectedError):
                 ts.submit("t", int)
-            except RejectedError:
-                pass
         cost = (time.perf_counter() - t0) / n * 1e6
         gate.set()
         ts.shutdown(wait=True)
