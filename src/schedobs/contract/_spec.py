@@ -27,7 +27,7 @@ __all__ = [
     "prometheus_name",
 ]
 
-CONTRACT_VERSION = "1.2.0"
+CONTRACT_VERSION = "1.3.0"
 
 #: The value that folds everything beyond a cap or outside a closed set.
 OTHER = "_OTHER"
@@ -162,11 +162,13 @@ ERROR_TYPE = "error.type"
 PROCESSOR_STATE = "scheduler.processor.state"
 THREAD_STATE = "scheduler.thread.state"
 TASK_STATE = "scheduler.task.state"
+SCALE_DIRECTION = "scheduler.scale.direction"
 
 KINDS = ("gmp", "asyncio", "thread_pool", "custom")
 PROCESSOR_STATES = ("busy", "idle")
 THREAD_STATES = ("running", "spinning", "syscall", "idle")
 TASK_STATES = ("runnable", "running", "syscall", "waiting")
+SCALE_DIRECTIONS = ("out", "in")
 QUEUES = ("global", "local", "ready", "timer", "work")
 REASONS = ("queue_full", "quota_exceeded", "constraint_violation", "shutdown", OTHER)
 
@@ -210,6 +212,11 @@ _ATTRIBUTES = (
         "What a scheduler thread (a GMP M) is doing: running tasks, spinning in search of "
         "work, blocked in a system call, or parked.",
         THREAD_STATES,
+    ),
+    AttributeSpec(
+        SCALE_DIRECTION,
+        "Whether the elastic processor pool grew (`out`) or shrank (`in`).",
+        SCALE_DIRECTIONS,
     ),
     AttributeSpec(
         TASK_STATE,
@@ -323,7 +330,25 @@ COMPLETED_TASKS = MetricSpec(
     required=False,
 )
 
-RUNTIME_METRICS = (PROCESSORS, THREADS, TASKS, STEALS, HANDOFFS, PREEMPTIONS, COMPLETED_TASKS)
+SCALE_EVENTS = MetricSpec(
+    name="scheduler.scale_events",
+    instrument=InstrumentKind.COUNTER,
+    unit="{event}",
+    description="Decisions of the elastic processor pool's autoscaler, by direction.",
+    required_attributes=(*_BASE, SCALE_DIRECTION),
+    required=False,
+)
+
+RUNTIME_METRICS = (
+    PROCESSORS,
+    THREADS,
+    TASKS,
+    STEALS,
+    HANDOFFS,
+    PREEMPTIONS,
+    COMPLETED_TASKS,
+    SCALE_EVENTS,
+)
 
 # --- optional clock-compensation metrics (hosts that probe a reference clock) ------
 

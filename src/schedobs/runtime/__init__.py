@@ -29,6 +29,7 @@ Task forms::
         rt.go(gen, 10).join()
 """
 
+from ._autoscaler import Autoscaler
 from ._chan import Chan, ChannelClosedError, WaitGroup
 from ._ops import blocking, checkpoint, current_m, gosched, sleep, syscall
 from ._runtime import RejectedError, Runtime
@@ -36,6 +37,7 @@ from ._stats import LatencyCounts, RuntimeHooks, RuntimeStats
 from ._task import SyscallState, Task, TaskState
 
 __all__ = [
+    "Autoscaler",
     "Chan",
     "ChannelClosedError",
     "LatencyCounts",

@@ -20,6 +20,8 @@ from schedobs.contract._spec import (
     PROCESSOR_STATE,
     PROCESSORS,
     QUEUE_LENGTH,
+    SCALE_DIRECTION,
+    SCALE_EVENTS,
     SCHEDULE_LATENCY,
     SCHEDULER_QUEUE,
     STEALS,
@@ -84,6 +86,9 @@ class ContractHooks:
             yield HANDOFFS, {}, s.handoffs
             yield PREEMPTIONS, {}, s.preemptions
             yield COMPLETED_TASKS, {}, s.completed
+            if s.scale_outs or s.scale_ins:
+                yield SCALE_EVENTS, {SCALE_DIRECTION: "out"}, s.scale_outs
+                yield SCALE_EVENTS, {SCALE_DIRECTION: "in"}, s.scale_ins
 
         self.metrics.register_callback(observe)
 

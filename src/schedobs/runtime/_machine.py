@@ -134,7 +134,6 @@ class M:
         sched = self.sched
         runtime = self.runtime
         gq = sched.global_queue
-        nprocs = sched.nprocs
         timed = runtime._timed
         rows = self.latency_rows
         bounds = runtime._latency_bounds
@@ -150,10 +149,14 @@ class M:
             local = p.runq
             tick = p.schedtick = p.schedtick + 1
             g: Task | None = None
-            if tick % 61 == 0 and gq:
-                g = take_batch(gq, local, nprocs)
-                if g is not None and self.spinning:
-                    self._reset_spinning()
+            if tick % 61 == 0:
+                if p.retiring:  # the pool shrank: hand this P back, find another
+                    self._retire(p)
+                    continue
+                if gq:
+                    g = take_batch(gq, local, sched.nprocs)
+                    if g is not None and self.spinning:
+                        self._reset_spinning()
             if g is None:
                 g = p.runnext
                 if g is not None:
@@ -267,6 +270,12 @@ class M:
             sched.idle_ms.append(self)
         return self._park_until_p()
 
+    def _retire(self, p: P) -> None:
+        sched = self.sched
+        with sched.lock:
+            self.p = None
+            sched.put_idle_p_locked(p)  # a retiring P is dropped there
+
     def _reset_spinning(self) -> None:
         """A spinning M found work: stop spinning; if it was the last, wake another."""
         sched = self.sched
@@ -287,7 +296,7 @@ class M:
         while True:
             p = self.p
             assert p is not None
-            g = take_batch(sched.global_queue, p.runq, sched.nprocs)
+            g = take_batch(sched.global_queue, p.runq, max(sched.nprocs, 1))
             if g is not None:
                 return g
             if not self.spinning:

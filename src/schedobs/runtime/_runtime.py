@@ -142,6 +142,7 @@ class Runtime(Executor):
         self._closing = False
         self._shutdown_lock = threading.Lock()
         self._finished = threading.Event()
+        self._autoscaler: Any = None  # set by an Autoscaler attached to this runtime
         self._monitor.start()
         if hooks is not None:
             hooks.bind(self.stats)
@@ -323,6 +324,21 @@ class Runtime(Executor):
         """Number of processors."""
         return self._sched.nprocs
 
+    def resize(self, procs: int) -> None:
+        """Change the number of processors (the elastic pool; see :class:`Autoscaler`).
+
+        Growing adds idle Ps at once; shrinking retires the highest-numbered Ps,
+        a busy one within 61 scheduling rounds of its M; what waited in a retired
+        P's local queue moves to the global queue.
+        """
+        if isinstance(procs, bool) or not isinstance(procs, int) or procs < 1:
+            raise ValueError(f"procs must be an int >= 1, got {procs!r}")
+        if procs > self._sched.max_threads:
+            raise ValueError(
+                f"procs ({procs}) cannot exceed max_threads ({self._sched.max_threads})"
+            )
+        self._sched.resize(procs)
+
     def stats(self) -> RuntimeStats:
         """Counts at this moment (see :class:`RuntimeStats`)."""
         sched = self._sched
@@ -366,6 +382,8 @@ class Runtime(Executor):
             long_running=sum(m.long_running for m in ms),
             threads_created=sched.threads_created,
             monitor_ticks=self._monitor.ticks,
+            scale_outs=self._autoscaler.scale_outs if self._autoscaler is not None else 0,
+            scale_ins=self._autoscaler.scale_ins if self._autoscaler is not None else 0,
             latency=self._latency(ms),
         )
 

@@ -49,7 +49,9 @@ class Scheduler:
         self.max_threads = max_threads
         self.lock = threading.Lock()
         self.global_queue: deque[Task] = deque()
+        # Replaced, never mutated, when the pool resizes: readers iterate a snapshot.
         self.procs = [P(i) for i in range(procs)]
+        self._next_pid = procs
         self.idle_ps: list[P] = list(reversed(self.procs))
         self.idle_ms: list[M] = []
         self.p_waiters: list[M] = []  # Ms back from a syscall, waiting for any P
@@ -107,6 +109,9 @@ class Scheduler:
     def put_idle_p_locked(self, p: P) -> None:
         """``p`` has no M: give it to an M waiting after a syscall, else to the idle list."""
         p.m = None
+        if p.retiring:
+            self._drop_locked(p)
+            return
         if self.p_waiters:
             m = self.p_waiters.pop(0)
             p.status = P_RUNNING
@@ -116,6 +121,40 @@ class Scheduler:
             return
         p.status = P_IDLE
         self.idle_ps.append(p)
+
+    # --- elastic pool ------------------------------------------------------------------
+
+    def resize(self, n: int) -> None:
+        """Grow to or shrink towards ``n`` Ps.  Busy Ps leave at their M's next check."""
+        with self.lock:
+            active = [p for p in self.procs if not p.retiring]
+            if n > len(active):
+                fresh = [P(self._next_pid + i) for i in range(n - len(active))]
+                self._next_pid += len(fresh)
+                self.procs = [*self.procs, *fresh]
+                self.idle_ps.extend(fresh)
+            else:
+                for p in sorted(active, key=lambda q: q.id)[n:]:
+                    p.retiring = True
+                    if p in self.idle_ps:
+                        self.idle_ps.remove(p)
+                        self._drop_locked(p)
+            self.nprocs = n
+        self.wakep()
+
+    def _drop_locked(self, p: P) -> None:
+        """Remove a retiring P; whatever waited on it moves to the global queue."""
+        if p.runnext is not None:
+            self.global_queue.append(p.runnext)
+            p.runnext = None
+        while p.runq:
+            try:
+                self.global_queue.append(p.runq.popleft())
+            except IndexError:
+                break
+        p.status = P_IDLE
+        p.m = None
+        self.procs = [q for q in self.procs if q is not p]
 
     def has_work(self) -> bool:
         """Whether any queue holds a runnable task (racy; for decisions that re-check)."""
@@ -130,6 +169,9 @@ class Scheduler:
         p.status = P_IDLE
         p.m = None
         self.handoffs += 1
+        if p.retiring:
+            self._drop_locked(p)
+            return
         has_work = bool(p.runq) or p.runnext is not None or bool(self.global_queue)
         if has_work and self._startm_locked(p, spinning=False):
             return

@@ -61,6 +61,9 @@ class RuntimeStats:
     long_running: int
     threads_created: int
     monitor_ticks: int
+    #: Elastic pool decisions (0 without an :class:`Autoscaler`).
+    scale_outs: int
+    scale_ins: int
     #: Schedule latency by the queue the tasks waited in (``global``, ``local``);
     #: empty unless the runtime has hooks.
     latency: dict[str, LatencyCounts]
