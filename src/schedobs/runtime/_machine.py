@@ -14,7 +14,9 @@ runs a blocking call here, or parks until woken.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import os
 import threading
 import time
 from bisect import bisect_left
@@ -40,6 +42,14 @@ _now = time.perf_counter_ns
 _Context = contextvars.Context
 _NO_MIN = 1 << 62  # "no observation yet" for the min slot
 _NO_OP = object()  # "no operation yet": _step takes the first step itself
+
+
+def _pin(cpu: int) -> None:
+    """Pin the calling thread to ``cpu`` where the OS allows it (Linux); else nothing."""
+    setaffinity = getattr(os, "sched_setaffinity", None)
+    if setaffinity is not None:
+        with contextlib.suppress(OSError):  # a CPU outside our cpuset: run unpinned
+            setaffinity(0, {cpu})
 
 
 class M:
@@ -119,11 +129,16 @@ class M:
     def _main(self) -> None:
         tls.m = self
         try:
+            cpus = self.runtime._pin_cpus
+            if cpus:
+                _pin(cpus[self.id % len(cpus)])
             p = self.nextp
             self.nextp = None
             if p is not None:
                 self.p = p
                 p.m = self
+                self._schedule()
+            elif self._acquire_p():  # a warm M: parked idle until work comes
                 self._schedule()
         finally:
             self.exited = True

@@ -24,7 +24,17 @@ P_SYSCALL = 2  # its M is in a blocking call; the monitor may retake it
 class P:
     """A processor: its local queue, its ``runnext`` slot, its state and its M."""
 
-    __slots__ = ("id", "m", "retiring", "runnext", "runq", "schedtick", "status", "syscall_since")
+    __slots__ = (
+        "group",
+        "id",
+        "m",
+        "retiring",
+        "runnext",
+        "runq",
+        "schedtick",
+        "status",
+        "syscall_since",
+    )
 
     def __init__(self, pid: int) -> None:
         self.id = pid
@@ -38,6 +48,8 @@ class P:
         self.syscall_since = 0
         #: Set when the pool shrinks: the P leaves at its M's next check.
         self.retiring = False
+        #: Placement group (a NUMA node, say): stealing tries the same group first.
+        self.group = 0
 
     def queued(self) -> int:
         """Runnable tasks waiting on this P (local queue plus ``runnext``)."""

@@ -6,7 +6,7 @@ import contextvars
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
@@ -27,6 +27,18 @@ __all__ = ["RejectedError", "Runtime"]
 _T = TypeVar("_T")
 _now = time.perf_counter_ns
 _copy_context = contextvars.copy_context
+
+
+def _cpus(pin: bool | Sequence[int]) -> list[int]:
+    if pin is False:
+        return []
+    if pin is True:
+        affinity = getattr(os, "sched_getaffinity", None)
+        return sorted(affinity(0)) if affinity is not None else []
+    cpus = list(pin)
+    if not cpus or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in cpus):
+        raise ValueError(f"pin_cpus must be True, False or CPU numbers, got {pin!r}")
+    return cpus
 
 
 class RejectedError(RuntimeError):
@@ -71,6 +83,11 @@ class Runtime(Executor):
         syscall_threshold: seconds a blocking call may hold its P before the
             monitor hands the P to another M (when there is work for it).
         preempt_after: seconds a task may run before it is flagged to yield.
+        warm_threads: Ms started at once and parked, so first tasks skip thread start.
+        pin_cpus: pin each M to one CPU (``True``: the CPUs this process may use,
+            round-robin; or a list of CPU numbers).  A no-op where unsupported.
+        groups: placement groups of Ps (NUMA nodes, say); stealing prefers a
+            victim in the thief's own group.
     """
 
     def __init__(
@@ -86,6 +103,9 @@ class Runtime(Executor):
         registry: Any = None,
         syscall_threshold: float = 20e-6,
         preempt_after: float = 0.010,
+        warm_threads: int = 0,
+        pin_cpus: bool | Sequence[int] = False,
+        groups: int = 1,
     ) -> None:
         procs = os.cpu_count() or 1 if procs is None else procs
         for what, value, low in (("procs", procs, 1), ("max_threads", max_threads, 1)):
@@ -107,6 +127,10 @@ class Runtime(Executor):
                 raise ValueError(f"{what} must be a number of seconds > 0, got {secs!r}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
+        for what, count in (("warm_threads", warm_threads), ("groups", groups)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < (what == "groups"):
+                raise ValueError(f"{what} must be an int >= {int(what == 'groups')}, got {count!r}")
+        self._pin_cpus: list[int] = _cpus(pin_cpus)
 
         if hooks is None and (metrics is not None or instrument):
             from ._instrument import ContractHooks
@@ -143,7 +167,10 @@ class Runtime(Executor):
         self._shutdown_lock = threading.Lock()
         self._finished = threading.Event()
         self._autoscaler: Any = None  # set by an Autoscaler attached to this runtime
+        self._sched.set_groups(groups)
         self._monitor.start()
+        if warm_threads:
+            self._sched.start_warm(warm_threads)
         if hooks is not None:
             hooks.bind(self.stats)
 

@@ -50,6 +50,7 @@ class Scheduler:
         self.lock = threading.Lock()
         self.global_queue: deque[Task] = deque()
         # Replaced, never mutated, when the pool resizes: readers iterate a snapshot.
+        self.groups = 1
         self.procs = [P(i) for i in range(procs)]
         self._next_pid = procs
         self.idle_ps: list[P] = list(reversed(self.procs))
@@ -130,6 +131,8 @@ class Scheduler:
             active = [p for p in self.procs if not p.retiring]
             if n > len(active):
                 fresh = [P(self._next_pid + i) for i in range(n - len(active))]
+                for p in fresh:
+                    p.group = p.id % self.groups
                 self._next_pid += len(fresh)
                 self.procs = [*self.procs, *fresh]
                 self.idle_ps.extend(fresh)
@@ -192,6 +195,21 @@ class Scheduler:
 
     # --- lifecycle -------------------------------------------------------------------
 
+    def set_groups(self, groups: int) -> None:
+        """Assign Ps round-robin to ``groups`` placement groups."""
+        self.groups = groups
+        for p in self.procs:
+            p.group = p.id % groups
+
+    def start_warm(self, n: int) -> None:
+        """Pre-start ``n`` Ms that park idle, so the first tasks skip thread creation."""
+        with self.lock:
+            for _ in range(max(0, min(n, self.max_threads - len(self.all_ms)))):
+                m = self._make_m(self, next(self._mids))
+                self.all_ms.append(m)
+                self.threads_created += 1
+                m.start()
+
     def stop(self) -> None:
         """Make every M exit once the queues are empty (they drain first)."""
         with self.lock:
@@ -204,11 +222,14 @@ class Scheduler:
             m.unpark()
 
     def random_victims(self, me: P) -> list[P]:
-        """Every other P, starting at a random one (the steal order)."""
-        n = self.nprocs
+        """Every other P, starting at a random one (the steal order); with placement
+        groups, the thief's own group first."""
+        procs = self.procs  # a snapshot: resize() replaces the list, never mutates it
+        n = len(procs)
         if n == 1:
             return []
         start = self.rng.randrange(n)
-        return [
-            self.procs[(start + i) % n] for i in range(n) if self.procs[(start + i) % n] is not me
-        ]
+        order = [procs[(start + i) % n] for i in range(n) if procs[(start + i) % n] is not me]
+        if self.groups > 1:  # stable: the random order holds within each part
+            order.sort(key=lambda victim: victim.group != me.group)
+        return order
