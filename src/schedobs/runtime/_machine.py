@@ -138,7 +138,7 @@ class M:
                 self.p = p
                 p.m = self
                 self._schedule()
-            elif self._acquire_p():  # a warm M: parked idle until work comes
+            elif self._park_warm():  # a warm M: parked idle until handed a P
                 self._schedule()
         finally:
             self.exited = True
@@ -269,6 +269,15 @@ class M:
                 self._step(g)
 
     # --- slow paths ---------------------------------------------------------------------
+
+    def _park_warm(self) -> bool:
+        """Wait in the idle-M list (without taking a P) until work hands us one."""
+        sched = self.sched
+        with sched.lock:
+            if sched.stopping:
+                return False
+            sched.idle_ms.append(self)
+        return self._park_until_p()
 
     def _acquire_p(self) -> bool:
         """Get any P (after a system call gave ours away), parking if none is free."""
