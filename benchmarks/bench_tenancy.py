@@ -5,7 +5,8 @@ of several repeats, measured side by side in this run.
 
 Goals (issue #5): service shares within ±5 % of the weights under contention;
 gold's p99 schedule latency while bronze floods within 2x of gold's
-uncontended p99; the cost of a refusal (reported).
+uncontended p99; the cost of a refusal, first-task latency cold against warm,
+and the autoscaler's settling time after a load step (reported).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 import time
 
 from schedobs.contract import LATENCY_BOUNDARIES_MS, Registry, estimate_quantile
-from schedobs.runtime import RejectedError, Runtime
+from schedobs.runtime import Autoscaler, RejectedError, Runtime
 from schedobs.tenancy import Tenant, TenantScheduler
 
 
@@ -98,6 +99,50 @@ def refusal_cost_us(n: int) -> float:
     return cost
 
 
+def first_task_ms(warm: bool) -> float:
+    """Submit → result of the first task on a fresh runtime (ms)."""
+    rt = Runtime(procs=2, name="first", warm_threads=2 if warm else 0)
+    try:
+        deadline = time.monotonic() + 5
+        while warm and len(rt._sched.idle_ms) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.02)  # both runtimes start equally quiet
+        t0 = time.perf_counter()
+        rt.submit(int).result()
+        return (time.perf_counter() - t0) * 1000
+    finally:
+        rt.shutdown()
+
+
+def settling_s() -> tuple[float, int, int]:
+    """After a load step: seconds until the processor count stops changing, final N, decisions."""
+    rt = Runtime(procs=1, name="step")
+    scaler = Autoscaler(rt, min_procs=1, max_procs=8, threshold=8, interval=0.05)
+    scaler.start()
+    stop = threading.Event()
+
+    def feeder() -> None:
+        while not stop.is_set():
+            if rt.stats().queued_global < 400:
+                for _ in range(100):
+                    rt.go(spin, 0.1)
+            time.sleep(0.002)
+
+    t = threading.Thread(target=feeder)
+    step = time.monotonic()
+    t.start()
+    last_change, last_n = step, rt.procs
+    while time.monotonic() - last_change < 1.0 and time.monotonic() - step < 10:
+        if rt.procs != last_n:
+            last_n, last_change = rt.procs, time.monotonic()
+        time.sleep(0.01)
+    stop.set()
+    t.join()
+    scaler.close()
+    rt.shutdown()
+    return last_change - step, last_n, len(scaler.history)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true")
@@ -107,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet = statistics.median(gold_p99(False, probes) for _ in range(repeats))
     loud = statistics.median(gold_p99(True, probes) for _ in range(repeats))
     refusal = statistics.median(refusal_cost_us(20_000) for _ in range(repeats))
+    cold = statistics.median(first_task_ms(False) for _ in range(repeats * 4))
+    warm = statistics.median(first_task_ms(True) for _ in range(repeats * 4))
+    settle, final_n, decisions = settling_s()
     print(f"python {sys.version.split()[0]}; medians of {repeats} repeats\n")
     rows = [
         ("fairness error (max |share - weight| / weight)", f"{100 * fair:.1f} %", "<= 5 %",
@@ -115,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         ("gold p99 schedule latency, bronze flooding", f"{loud:.3f} ms", "-", True),
         ("gold p99 ratio flood / uncontended", f"{loud / quiet:.2f}x", "<= 2x", loud / quiet <= 2),
         ("cost of a refusal (submit raising RejectedError)", f"{refusal:.2f} µs", "-", True),
+        ("first task, cold runtime (thread start)", f"{cold:.3f} ms", "-", True),
+        ("first task, warm pool of Ms", f"{warm:.3f} ms", "-", True),
+        ("autoscaler settling after a step", f"{settle:.2f} s", "-", True),
+        ("  processors after the step / decisions", f"{final_n} / {decisions}", "-", True),
     ]  # fmt: skip
     width = max(len(r[0]) for r in rows)
     for label, value, goal, ok in rows:
