@@ -79,7 +79,7 @@ PUBLIC = {
         "to_sdk_metrics",
     },
     "schedobs.runtime": {
-        "Autoscaler", "Chan", "ChannelClosedError", "LatencyCounts", "RejectedError", "Runtime", "RuntimeHooks", "RuntimeStats",
+        "Autoscaler", "Chan", "GCTuner", "ChannelClosedError", "LatencyCounts", "RejectedError", "Runtime", "RuntimeHooks", "RuntimeStats",
         "SyscallState", "Task", "TaskState", "WaitGroup", "blocking", "checkpoint",
         "current_runtime", "go", "gosched", "sleep", "syscall",
     },

@@ -339,6 +339,18 @@ SCALE_EVENTS = MetricSpec(
     required=False,
 )
 
+GC_THRESHOLD = MetricSpec(
+    name="scheduler.gc.threshold",
+    instrument=InstrumentKind.GAUGE,
+    unit="{allocation}",
+    description=(
+        "CPython's generation-0 garbage-collection threshold as set by the runtime's opt-in "
+        "GC tuner (net allocations between young collections)."
+    ),
+    required_attributes=_BASE,
+    required=False,
+)
+
 RUNTIME_METRICS = (
     PROCESSORS,
     THREADS,
@@ -348,6 +360,7 @@ RUNTIME_METRICS = (
     PREEMPTIONS,
     COMPLETED_TASKS,
     SCALE_EVENTS,
+    GC_THRESHOLD,
 )
 
 # --- optional clock-compensation metrics (hosts that probe a reference clock) ------

@@ -31,6 +31,7 @@ Task forms::
 
 from ._autoscaler import Autoscaler
 from ._chan import Chan, ChannelClosedError, WaitGroup
+from ._gctuner import GCTuner
 from ._ops import blocking, checkpoint, current_m, gosched, sleep, syscall
 from ._runtime import RejectedError, Runtime
 from ._stats import LatencyCounts, RuntimeHooks, RuntimeStats
@@ -40,6 +41,7 @@ __all__ = [
     "Autoscaler",
     "Chan",
     "ChannelClosedError",
+    "GCTuner",
     "LatencyCounts",
     "RejectedError",
     "Runtime",
