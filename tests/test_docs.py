@@ -36,3 +36,13 @@ def test_readme_runtime_example_runs(capsys) -> None:  # type: ignore[no-untyped
     assert match, "README has no runtime example"
     exec(compile(match.group(1), "README.md", "exec"), {})
     assert capsys.readouterr().out.strip() == "42"
+
+
+def test_readme_tenancy_example_runs(capsys) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"## Tenants, quotas and refusals.*?```python\n(.*?)```", readme, re.S)
+    assert match, "README has no tenancy example"
+    exec(compile(match.group(1), "README.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["3", "['constraint_violation',", "'quota_exceeded']"]
