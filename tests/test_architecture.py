@@ -64,6 +64,7 @@ PUBLIC = {
         "Registry", "RejectionCounter", "SchedulerMetrics", "Telemetry", "TimestampRewriter",
         "__version__", "configure",
     },
+    "schedobs.adapters": {"AsyncioInstrumentation", "InstrumentedThreadPoolExecutor"},
     "schedobs.check": {
         "Finding", "Report", "check_otlp_metrics", "check_prometheus_endpoint",
         "check_prometheus_text",
