@@ -119,5 +119,5 @@ def test_demo_runs_headless_and_checks_itself() -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert ": exact" in out.stdout
-    assert "refused: queue_full=" in out.stdout  # the burst at 5 s overflowed the queue
+    assert "refused: queue_full=" in out.stdout  # bronze's burst at 5 s overflowed its pool
     assert "conforms to schedobs contract" in out.stdout

@@ -51,6 +51,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         prometheus=prometheus,
         otlp_endpoint=args.otlp_endpoint,
         otlp_protocol=args.otlp_protocol,
+        clock_reference=args.clock_reference,
         headless=args.headless,
     )
     try:
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--otlp-endpoint", default=None, help="OTLP base URL, e.g. http://127.0.0.1:4317"
     )
     demo.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"), default=None)
+    demo.add_argument("--clock-reference", default=None, help="host:port of a clock server")
     demo.add_argument("--headless", action="store_true", help="no live view, final summary only")
     demo.set_defaults(func=_cmd_demo)
 

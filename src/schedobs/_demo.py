@@ -1,93 +1,37 @@
-"""``schedobs demo``: a small instrumented scheduler under a multi-tenant load.
+"""``schedobs demo``: the GMP runtime under a multi-tenant load, observed live.
 
-Until the built-in GMP runtime exists, the demo drives a plain worker pool
-(a bounded work queue and worker threads) that records all three contract
-metrics, serves them on the Prometheus endpoint, optionally exports OTLP, and
-prints a live view.  At the end it checks its own endpoint against the
-contract and prints the totals, so that one run shows the whole pipeline.
+A :class:`~schedobs.runtime.Runtime` (instrumented) runs a
+:class:`~schedobs.tenancy.TenantScheduler` with three tenants — gold, silver
+and bronze — whose tasks mix CPU work and blocking calls; bronze sends a burst
+every few seconds that runs into its quota and is refused.  The contract is
+served on the Prometheus endpoint (and sent over OTLP if asked), and a live
+view shows queue lengths, latency percentiles per tenant, refusals by reason,
+processors and threads, and the clock offset.  At the end the demo checks its
+own endpoint against the contract and prints the totals.
 """
 
 from __future__ import annotations
 
-import queue
 import random
 import sys
 import threading
 import time
-from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from schedobs.check import check_prometheus_endpoint
 from schedobs.contract import (
     LATENCY_BOUNDARIES_MS,
     HistogramPoint,
     Registry,
-    SchedulerMetrics,
     estimate_quantile,
 )
 from schedobs.export import configure
+from schedobs.runtime import RejectedError, Runtime, blocking
+from schedobs.tenancy import Tenant, TenantScheduler
 
-__all__ = ["DemoOptions", "WorkerPool", "run_demo"]
-
-
-class WorkerPool:
-    """A minimal thread-pool scheduler instrumented with the contract.
-
-    Tasks wait in one bounded FIFO (``scheduler.queue=work``); a full queue
-    refuses with ``queue_full``, a closed pool with ``shutdown``.  Latency is
-    enqueue → start, per tenant.  ``close()`` drains: every accepted task runs.
-    """
-
-    def __init__(self, metrics: SchedulerMetrics, workers: int = 4, capacity: int = 256) -> None:
-        self.metrics = metrics
-        self._queue: queue.Queue[tuple[float, str, Callable[[], object]] | None] = queue.Queue(
-            maxsize=capacity
-        )
-        self._closed = False
-        self._lock = threading.Lock()
-        self.completed = 0
-        metrics.queue_length_callback(self._queue.qsize, queue="work")
-        self._workers = [
-            threading.Thread(target=self._work, name=f"demo-worker-{i}", daemon=True)
-            for i in range(workers)
-        ]
-        for worker in self._workers:
-            worker.start()
-
-    def submit(self, fn: Callable[[], object], tenant: str) -> bool:
-        """Queue ``fn``; ``False`` (and a counted rejection) if it was refused."""
-        if self._closed:
-            self.metrics.reject("shutdown", tenant=tenant)
-            return False
-        try:
-            self._queue.put_nowait((time.perf_counter(), tenant, fn))
-        except queue.Full:
-            self.metrics.reject("queue_full", tenant=tenant)
-            return False
-        return True
-
-    def _work(self) -> None:
-        latency = self.metrics.observe_latency
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            enqueued, tenant, fn = item
-            latency((time.perf_counter() - enqueued) * 1000.0, queue="work", tenant=tenant)
-            try:
-                fn()
-            finally:
-                with self._lock:
-                    self.completed += 1
-
-    def close(self) -> None:
-        """Refuse new work, run everything already queued, stop the workers."""
-        self._closed = True
-        for _ in self._workers:
-            self._queue.put(None)  # FIFO: the sentinels come after the queued tasks
-        for worker in self._workers:
-            worker.join()
+__all__ = ["DemoOptions", "run_demo"]
 
 
 @dataclass
@@ -98,69 +42,108 @@ class DemoOptions:
     prometheus: str | None = "127.0.0.1:9464"
     otlp_endpoint: str | None = None
     otlp_protocol: str | None = None
+    clock_reference: str | None = None
     headless: bool = False
     seed: int = 1
 
 
-#: Tenants with their steady arrival rate (tasks/s) and work per task (ms).
-_TENANTS = {"gold": (150.0, 2.0), "silver": (250.0, 2.0), "bronze": (350.0, 3.0)}
+#: Tenants: SLA, steady arrivals per second, CPU ms and blocking ms per task.
+_LOAD = {"gold": (120.0, 0.3, 1.0), "silver": (180.0, 0.3, 1.0), "bronze": (250.0, 0.5, 2.0)}
 _BURST_EVERY_S = 5.0
-_BURST_SIZE = 600
+_BURST_SIZE = 800
 
 
-def _task(work_ms: float) -> Callable[[], object]:
-    return lambda: time.sleep(work_ms / 1000.0)
+def _spin(ms: float) -> None:
+    end = time.perf_counter() + ms / 1000.0
+    while time.perf_counter() < end:
+        pass
 
 
-def _load(
-    pool: WorkerPool, stop: threading.Event, rng: random.Random, counts: dict[str, int]
-) -> None:
-    """Poisson-ish arrivals in 10 ms ticks, plus a bronze burst every few seconds."""
-    tick = 0.01
-    next_burst = time.monotonic() + _BURST_EVERY_S
-    while not stop.wait(tick):
-        for tenant, (rate, work_ms) in _TENANTS.items():
-            arrivals = int(rate * tick + rng.random())
-            for _ in range(arrivals):
-                counts[tenant] += 1
-                pool.submit(_task(work_ms * rng.random() * 2), tenant)
-        if time.monotonic() >= next_burst:
-            next_burst += _BURST_EVERY_S
-            for _ in range(_BURST_SIZE):
-                counts["bronze"] += 1
-                pool.submit(_task(0.0), "bronze")
+async def _request(cpu_ms: float, io_ms: float) -> None:
+    _spin(cpu_ms)
+    await blocking(time.sleep, io_ms / 1000.0)  # the P is handed off if it lasts
 
 
-def _view(metrics: SchedulerMetrics, pool: WorkerPool, elapsed: float) -> str:
-    lines = [f"schedobs demo — {elapsed:5.1f} s — completed {pool.completed}"]
-    lines.append(f"  {'tenant':<8} {'tasks':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
-    rejected: dict[str, int] = {}
-    queue_len = 0
-    for spec, point in metrics.collect():
-        attrs = point.attributes
-        if isinstance(point, HistogramPoint):
-            q = [
-                estimate_quantile(x, LATENCY_BOUNDARIES_MS, point.bucket_counts)
-                for x in (0.5, 0.9, 0.99)
-            ]
-            lines.append(
-                f"  {attrs.get('scheduler.tenant', '-'):<8} {point.count:>8} "
-                f"{q[0]:>8.3f} {q[1]:>8.3f} {q[2]:>8.3f}"
-            )
-        elif spec.name == "scheduler.rejected_tasks":
-            reason = attrs["error.type"]
-            rejected[reason] = rejected.get(reason, 0) + int(getattr(point, "value", 0))
-        elif spec.name == "scheduler.queue.length":
-            queue_len = int(getattr(point, "value", 0))
-    lines.append(f"  queue length (work): {queue_len}")
+class _Load:
+    def __init__(self, ts: TenantScheduler, rng: random.Random) -> None:
+        self.ts = ts
+        self.rng = rng
+        self.stop = threading.Event()
+        self.submitted = dict.fromkeys(_LOAD, 0)
+        self.refused = dict.fromkeys(_LOAD, 0)
+        self.accepted: list[Future[Any]] = []
+
+    def _submit(self, tenant: str, cpu_ms: float, io_ms: float) -> None:
+        self.submitted[tenant] += 1
+        try:
+            self.accepted.append(self.ts.submit(tenant, _request, cpu_ms, io_ms))
+        except RejectedError:
+            self.refused[tenant] += 1
+
+    def run(self) -> None:
+        tick = 0.01
+        next_burst = time.monotonic() + _BURST_EVERY_S
+        while not self.stop.wait(tick):
+            for tenant, (rate, cpu_ms, io_ms) in _LOAD.items():
+                for _ in range(int(rate * tick + self.rng.random())):
+                    self._submit(tenant, cpu_ms * self.rng.uniform(0.5, 1.5), io_ms)
+            if time.monotonic() >= next_burst:
+                next_burst += _BURST_EVERY_S
+                for _ in range(_BURST_SIZE):
+                    self._submit("bronze", 0.1, 0.5)
+            if len(self.accepted) > 50_000:  # keep memory flat on long runs
+                self.accepted = [f for f in self.accepted if not f.done()]
+
+
+def _view(registry: Registry, rt: Runtime, telemetry: Any, elapsed: float) -> str:
+    stats = rt.stats()
+    lines = [
+        f"schedobs demo: {elapsed:5.1f} s | processors {stats.processors} "
+        f"(idle {stats.processors_idle}) | threads running {stats.threads_running}, "
+        f"syscall {stats.threads_syscall}, idle {stats.threads_idle} | completed {stats.completed}",
+        f"  runtime queues: global {stats.queued_global}, local {stats.queued_local}",
+        f"  {'tenant':<8} {'queued':>7} {'tasks':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}",
+    ]
+    refused: dict[str, int] = {}
+    queued: dict[str, int] = {}
+    rows = []
+    for snap in registry.collect():
+        for point in snap.points:
+            attrs = point.attributes
+            tenant = attrs.get("scheduler.tenant")
+            if snap.spec.name == "scheduler.rejected_tasks":
+                reason = attrs["error.type"]
+                refused[reason] = refused.get(reason, 0) + int(getattr(point, "value", 0))
+            elif snap.spec.name == "scheduler.queue.length" and tenant:
+                queued[tenant] = int(getattr(point, "value", 0))
+            elif isinstance(point, HistogramPoint) and tenant:
+                q = [
+                    estimate_quantile(x, LATENCY_BOUNDARIES_MS, point.bucket_counts)
+                    for x in (0.5, 0.9, 0.99)
+                ]
+                rows.append((tenant, point.count, q))
+    for tenant, count, q in sorted(rows):
+        waiting = queued.get(tenant, 0)
+        lines.append(
+            f"  {tenant:<8} {waiting:>7} {count:>8} {q[0]:>8.3f} {q[1]:>8.3f} {q[2]:>8.3f}"
+        )
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(refused.items()) if v) or "none"
+    lines.append(f"  refused: {shown}")
+    clock = telemetry.clock
+    estimate = clock.estimator.estimate() if clock is not None else None
     lines.append(
-        "  refused: " + (", ".join(f"{k}={v}" for k, v in sorted(rejected.items())) or "none")
+        "  clock offset: "
+        + (
+            f"{estimate.offset_ns / 1e6:+.3f} ms ± {estimate.uncertainty_ns / 1e3:.1f} µs"
+            if estimate is not None
+            else "not configured (--clock-reference host:port)"
+        )
     )
     return "\n".join(lines)
 
 
 def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
-    """Run the demo; returns the process exit code (0: the endpoint conforms)."""
+    """Run the demo; returns the process exit code (0: exact totals, conforming endpoint)."""
     registry = Registry()
     telemetry = configure(
         "schedobs-demo",
@@ -170,15 +153,21 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
         otlp_protocol=options.otlp_protocol,
         export_interval=5.0,
         registry=registry,
+        clock_reference=options.clock_reference,
         set_global=False,
     )
-    metrics = SchedulerMetrics("demo-pool", kind="custom", registry=registry)
-    pool = WorkerPool(metrics, workers=4, capacity=256)
-    stop = threading.Event()
-    submitted = dict.fromkeys(_TENANTS, 0)
-    loader = threading.Thread(
-        target=_load, args=(pool, stop, random.Random(options.seed), submitted), daemon=True
+    rt = Runtime(procs=2, name="demo", instrument=True, registry=registry)
+    ts = TenantScheduler(
+        rt,
+        [
+            Tenant("gold", sla="gold", max_running=2),
+            Tenant("silver", sla="silver", max_running=2),
+            Tenant("bronze", sla="bronze", max_running=2, max_queued=400, hard_limit=600),
+        ],
+        registry=registry,
     )
+    load = _Load(ts, random.Random(options.seed))
+    loader = threading.Thread(target=load.run, name="demo-load", daemon=True)
     print(f"Prometheus endpoint: {telemetry.prometheus_url or 'disabled'}", file=out)
     if telemetry.settings.otlp_enabled:
         print(f"OTLP export: {options.otlp_endpoint or 'from OTEL_* environment'}", file=out)
@@ -187,35 +176,32 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     interactive = not options.headless and out.isatty()
     try:
         while options.duration <= 0 or time.monotonic() - started < options.duration:
-            if stop.wait(1.0):
-                break
+            time.sleep(1.0)
             if not options.headless:
-                view = _view(metrics, pool, time.monotonic() - started)
+                view = _view(registry, rt, telemetry, time.monotonic() - started)
                 print(("\x1b[2J\x1b[H" if interactive else "") + view, file=out, flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted; draining", file=out)
-    stop.set()
+    load.stop.set()
     loader.join()
-    pool.close()
-
-    print(_view(metrics, pool, time.monotonic() - started), file=out)
-    total = sum(submitted.values())
-    refused = sum(
-        int(getattr(p, "value", 0))
-        for s, p in metrics.collect()
-        if s.name == "scheduler.rejected_tasks"
-    )
+    drained = ts.shutdown(wait=True, timeout=30)
+    print(_view(registry, rt, telemetry, time.monotonic() - started), file=out)
+    submitted = sum(load.submitted.values())
+    refused = sum(load.refused.values())
+    done = sum(1 for f in load.accepted if f.done())
+    completed = submitted - refused
+    exact = drained and done == len(load.accepted)
     print(
-        f"submitted {total} = completed {pool.completed} + refused {refused}: "
-        f"{'exact' if total == pool.completed + refused else 'MISMATCH'}",
+        f"submitted {submitted} = ran {completed} + refused {refused}: "
+        f"{'exact' if exact else 'MISMATCH'}",
         file=out,
     )
-    code = 0 if total == pool.completed + refused else 1
+    code = 0 if exact else 1
     if telemetry.prometheus_url is not None:
         report = check_prometheus_endpoint(telemetry.prometheus_url, strict=True)
         print(report.render_text(), file=out)
         code = code or (0 if report.ok else 1)
-    flushed = telemetry.shutdown(timeout=5.0)
-    if not flushed:
+    rt.shutdown(wait=True)
+    if not telemetry.shutdown(timeout=5.0):
         print("telemetry shutdown did not finish within 5 s (see log)", file=out)
     return code

@@ -56,7 +56,7 @@ def test_asyncio_exports_conform(registry: Registry) -> None:
             import urllib.request
 
             url = telemetry.prometheus_url or ""
-            text = await asyncio.get_running_loop().run_in_executor(
+            text: str = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: urllib.request.urlopen(url, timeout=5).read().decode()
             )
         finally:
