@@ -16,7 +16,7 @@ from schedobs.runtime import RejectedError
 
 
 def _series(registry: Registry) -> dict[tuple[str, str | None], object]:
-    out = {}
+    out: dict[tuple[str, str | None], object] = {}
     for snap in registry.collect():
         for p in snap.points:
             out[(snap.spec.name, dict(p.attributes).get("scheduler.queue"))] = p
