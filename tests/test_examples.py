@@ -24,3 +24,13 @@ def test_instrument_existing_scheduler_runs_and_counts_every_task() -> None:
 def test_the_instrumentation_is_at_most_20_lines() -> None:
     source = (EXAMPLES / "instrument_existing_scheduler.py").read_text()
     assert 0 < source.count("# schedobs") <= 20
+
+
+def test_multi_tenant_example_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "multi_tenant_runtime.py"), "--seconds", "1",
+         "--prometheus", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert re.search(r"gold\s+completed\s+\d+", out.stdout), out.stdout + out.stderr
+    assert "refused" in out.stdout

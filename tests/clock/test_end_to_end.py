@@ -18,7 +18,7 @@ from schedobs.testing import GrpcOtlpReceiver
 
 pytestmark = pytest.mark.integration
 
-SERVICE = Path(__file__).with_name("_skewed_service.py")
+SERVICE = Path(__file__).resolve().parents[2] / "examples" / "two_zones_service.py"
 SERVER_OFFSET_NS = 37_000_000  # the server host runs 37 ms ahead
 SERVER_DRIFT_PPM = 40.0
 CLIENT_OFFSET_NS = -12_000_000  # the client host runs 12 ms behind

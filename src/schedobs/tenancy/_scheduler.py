@@ -375,7 +375,8 @@ class TenantScheduler:
             if self._since_arbitration >= self._period:
                 self._arbitrate_locked()
             if pool.removing and pool.admitted == 0:
-                self._pools.pop(pool.spec.name, None)
+                if not self._closing:  # after shutdown, pools stay for stats()
+                    self._pools.pop(pool.spec.name, None)
                 pool.drained.set()
             batch = self._dispatch_locked()
         self._start(batch)
@@ -436,7 +437,10 @@ class TenantScheduler:
             yield QUEUE_LENGTH, {SCHEDULER_QUEUE: "work", SCHEDULER_TENANT: name}, length
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
-        """Refuse new work (``shutdown``); with ``wait``, return once admitted work finished."""
+        """Refuse new work (``shutdown``); with ``wait``, return once admitted work finished.
+
+        The tenants' statistics stay readable through :meth:`stats` afterwards.
+        """
         with self._lock:
             self._closing = True
             pools = list(self._pools.values())
@@ -447,7 +451,6 @@ class TenantScheduler:
             with self._lock:
                 pool.removing = True
                 if pool.admitted == 0:
-                    self._pools.pop(pool.spec.name, None)
                     pool.drained.set()
             left = None if deadline is None else max(deadline - time.monotonic(), 0)
             if not pool.drained.wait(left):

@@ -1,6 +1,13 @@
-"""A service process with an injected wall-clock offset and drift (for the end-to-end test).
+"""Two services in two zones with skewed clocks, exchanging traced RPCs.
 
-Usage: python _skewed_service.py ROLE RECEIVER REFERENCE OFFSET_NS DRIFT_PPM [TARGET]
+Run the reference clock, then a server and a client (each its own "host"):
+
+    schedobs clock serve --port 7123
+    OTLP=http://127.0.0.1:4317 REF=127.0.0.1:7123
+    python examples/two_zones_service.py server $OTLP $REF 37000000 40    # prints PORT n
+    python examples/two_zones_service.py client $OTLP $REF -12000000 0 127.0.0.1:n
+
+Usage: python two_zones_service.py ROLE OTLP REFERENCE OFFSET_NS DRIFT_PPM [TARGET]
 
 ROLE is ``server`` (prints ``PORT n``, serves ``/work`` and ``/quit``) or
 ``client`` (calls TARGET's ``/work`` 20 times).  The skew is applied to
@@ -29,6 +36,7 @@ def _skewed_time_ns() -> int:
 time.time_ns = _skewed_time_ns  # before OpenTelemetry binds it
 
 import http.server  # noqa: E402
+import os  # noqa: E402
 import threading  # noqa: E402
 import urllib.request  # noqa: E402
 
@@ -77,7 +85,9 @@ def main() -> None:
             def log_message(self, *args: object) -> None:
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # SCHEDOBS_LISTEN="0.0.0.0:8080" in docker-compose; a free loopback port by default.
+        host, _, port = os.environ.get("SCHEDOBS_LISTEN", "127.0.0.1:0").rpartition(":")
+        server = http.server.ThreadingHTTPServer((host, int(port)), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         print(f"PORT {server.server_address[1]}", flush=True)
         stop.wait(60)
