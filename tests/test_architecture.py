@@ -89,7 +89,8 @@ PUBLIC = {
         "TenantScheduler", "TenantStats",
     },
     "schedobs.testing": {
-        "GrpcOtlpReceiver", "HttpOtlpReceiver", "OtlpPoint", "OtlpReceiver", "latest_points",
+        "Fault", "GrpcOtlpReceiver", "HttpOtlpReceiver", "OtlpPoint", "OtlpReceiver",
+        "latest_points",
     },
 }  # fmt: skip
 

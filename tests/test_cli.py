@@ -121,3 +121,20 @@ def test_demo_runs_headless_and_checks_itself() -> None:
     assert ": exact" in out.stdout
     assert "refused: queue_full=" in out.stdout  # bronze's burst at 5 s overflowed its pool
     assert "conforms to schedobs contract" in out.stdout
+
+
+def test_demo_exports_conforming_otlp_to_a_receiver() -> None:
+    from schedobs.check import check_otlp_metrics
+    from schedobs.testing import GrpcOtlpReceiver
+
+    with GrpcOtlpReceiver() as receiver:
+        out = subprocess.run(
+            [sys.executable, "-m", "schedobs", "demo", "--duration", "2", "--headless",
+             "--prometheus", "none", "--otlp-endpoint", receiver.endpoint],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        receiver.wait_for(lambda r: r.metrics_requests)
+        report = check_otlp_metrics(receiver.metrics_requests[-1], strict=True)
+    assert report.ok, report.render_text()
+    assert report.series.get("scheduler.schedule.latency", 0) >= 3  # one per tenant, at least

@@ -411,6 +411,22 @@ DROPPED_OBSERVATIONS = MetricSpec(
 
 DROP_REASONS = ("nan", "infinite", "negative")
 
+SPAN_DROP_REASON = "schedobs.drop.reason"
+SPAN_DROP_REASONS = ("queue_full", "export_failed")
+
+#: Self-metric: spans that never reached the collector.
+DROPPED_SPANS = MetricSpec(
+    name="schedobs.spans.dropped",
+    instrument=InstrumentKind.COUNTER,
+    unit="{span}",
+    description=(
+        "Spans lost on the way out: the batch queue was full (`queue_full`) or the exporter "
+        "gave up on their batch (`export_failed`). Logged once, counted here."
+    ),
+    required_attributes=(SPAN_DROP_REASON,),
+    required=False,
+)
+
 CONTRACT = Contract(
     version=CONTRACT_VERSION,
     metrics=(
@@ -420,9 +436,15 @@ CONTRACT = Contract(
         *RUNTIME_METRICS,
         *CLOCK_METRICS,
         DROPPED_OBSERVATIONS,
+        DROPPED_SPANS,
     ),
     attributes=MappingProxyType(
         {spec.key: spec for spec in _ATTRIBUTES}
         | {"reason": AttributeSpec("reason", "Why an observation was dropped.", DROP_REASONS)}
+        | {
+            SPAN_DROP_REASON: AttributeSpec(
+                SPAN_DROP_REASON, "Why a span was lost before export.", SPAN_DROP_REASONS
+            )
+        }
     ),
 )

@@ -19,10 +19,11 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from schedobs.contract import REGISTRY, Registry
 
+from ._accounting import SpanAccounting
 from ._bridge import attach
 from ._clock import ClockCompensation
 from ._prometheus import PrometheusEndpoint
@@ -54,6 +55,7 @@ class Telemetry:
         tracer_provider: TracerProvider,
         prometheus: PrometheusEndpoint | None,
         clock: ClockCompensation | None = None,
+        accounting: SpanAccounting | None = None,
     ) -> None:
         self.settings = settings
         self.resource = resource
@@ -63,6 +65,8 @@ class Telemetry:
         self._prometheus = prometheus
         #: Clock compensation (estimator, prober, corrector), if enabled.
         self.clock = clock
+        #: Lost spans, by reason (``None`` without OTLP).
+        self.accounting = accounting
         self._shutdown_lock = threading.Lock()
         self._is_shutdown = False
 
@@ -298,11 +302,14 @@ def configure(
 
     readers: list[MetricReader] = list(metric_readers)
     span_exporter: SpanExporter | None = None
+    accounting: SpanAccounting | None = None
     if settings.otlp_enabled:
         metric_exporter, span_exporter = _otlp_exporters(settings)
         if timestamp_rewriter is not None:
             metric_exporter = RewritingMetricExporter(metric_exporter, timestamp_rewriter)
             span_exporter = RewritingSpanExporter(span_exporter, timestamp_rewriter)
+        accounting = SpanAccounting()
+        span_exporter = accounting.wrap(span_exporter)
         readers.append(
             PeriodicExportingMetricReader(
                 metric_exporter,
@@ -319,9 +326,11 @@ def configure(
     if clock is not None:
         clock.register_metrics(meter_provider)
         clock.start()
+    if accounting is not None:
+        accounting.register_metrics(meter_provider)
     tracer_provider = TracerProvider(resource=resource)
-    if span_exporter is not None:
-        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    if span_exporter is not None and accounting is not None:
+        tracer_provider.add_span_processor(accounting.processor(span_exporter))
 
     handle = Telemetry(
         settings=settings,
@@ -331,6 +340,7 @@ def configure(
         tracer_provider=tracer_provider,
         prometheus=endpoint,
         clock=clock,
+        accounting=accounting,
     )
     if set_global:
         _install_global(handle)

@@ -6,6 +6,7 @@ import contextvars
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
@@ -27,6 +28,24 @@ __all__ = ["RejectedError", "Runtime"]
 _T = TypeVar("_T")
 _now = time.perf_counter_ns
 _copy_context = contextvars.copy_context
+
+
+_RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Only the forking thread exists in the child: every M and the monitor are
+    # gone.  Make each runtime refuse work with a clear error instead of
+    # queueing tasks that nothing would ever run, and shutdown() return at once.
+    for runtime in list(_RUNTIMES):
+        runtime._shutdown_lock = threading.Lock()  # a parent thread may have held it
+        runtime._forked = True
+        runtime._closing = True
+        runtime._finished.set()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _cpus(pin: bool | Sequence[int]) -> list[int]:
@@ -164,6 +183,8 @@ class Runtime(Executor):
         self._created_local = self._created.local
         self._rejected = {"queue_full": 0, "shutdown": 0}
         self._closing = False
+        self._forked = False
+        _RUNTIMES.add(self)
         self._shutdown_lock = threading.Lock()
         self._finished = threading.Event()
         self._autoscaler: Any = None  # set by an Autoscaler attached to this runtime
@@ -235,6 +256,11 @@ class Runtime(Executor):
 
     def _submit(self, task: Task) -> None:
         if self._closing:
+            if self._forked:
+                raise RuntimeError(
+                    f"runtime {self.name!r} was created before os.fork(): its threads did not "
+                    "survive the fork; create a new Runtime in the child process"
+                )
             self._reject("shutdown", "cannot schedule new tasks after shutdown")
         sched = self._sched
         if self._max_queued is not None and len(sched.global_queue) >= self._max_queued:

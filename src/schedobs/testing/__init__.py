@@ -16,6 +16,13 @@ Example::
 """
 
 from ._decode import OtlpPoint, latest_points
-from ._otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver, OtlpReceiver
+from ._otlp_receiver import Fault, GrpcOtlpReceiver, HttpOtlpReceiver, OtlpReceiver
 
-__all__ = ["GrpcOtlpReceiver", "HttpOtlpReceiver", "OtlpPoint", "OtlpReceiver", "latest_points"]
+__all__ = [
+    "Fault",
+    "GrpcOtlpReceiver",
+    "HttpOtlpReceiver",
+    "OtlpPoint",
+    "OtlpReceiver",
+    "latest_points",
+]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
@@ -19,11 +21,24 @@ import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-__all__ = ["GrpcOtlpReceiver", "HttpOtlpReceiver", "OtlpReceiver"]
+__all__ = ["Fault", "GrpcOtlpReceiver", "HttpOtlpReceiver", "OtlpReceiver"]
 
 MetricsRequest = metrics_service_pb2.ExportMetricsServiceRequest
 TraceRequest = trace_service_pb2.ExportTraceServiceRequest
 _T = TypeVar("_T")
+
+
+@dataclass
+class Fault:
+    """A fault a receiver injects into every export call until cleared.
+
+    ``status``: a gRPC status name (``"UNAVAILABLE"``) for the gRPC receiver, an
+    HTTP status (503, 429) for the HTTP one; ``None`` answers normally.
+    ``delay``: seconds to wait before answering (a slow collector).
+    """
+
+    status: str | int | None = None
+    delay: float = 0.0
 
 
 class OtlpReceiver:
@@ -33,6 +48,23 @@ class OtlpReceiver:
         self._cond = threading.Condition()
         self.metrics_requests: list[MetricsRequest] = []
         self.trace_requests: list[TraceRequest] = []
+        #: Set to inject a fault into every export call (``None``: healthy).
+        self.fault: Fault | None = None
+        #: Export calls answered with an injected error status.
+        self.faulted = 0
+
+    def _inject(self) -> Fault | None:
+        """Apply the fault's delay; return it if the call must fail."""
+        fault = self.fault
+        if fault is None:
+            return None
+        if fault.delay:
+            time.sleep(fault.delay)  # a slow collector, on the receiver's own thread
+        if fault.status is None:
+            return None
+        with self._cond:
+            self.faulted += 1
+        return fault
 
     @property
     def endpoint(self) -> str:
@@ -75,20 +107,30 @@ _R = TypeVar("_R", bound=OtlpReceiver)
 
 
 class GrpcOtlpReceiver(OtlpReceiver):
-    """An OTLP/gRPC receiver (metrics and traces services) on ``host`` and a free port."""
+    """An OTLP/gRPC receiver (metrics and traces services) on ``host`` and a free port
+    (or ``port``, to come back where a stopped one was)."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__()
         receiver = self
 
+        def fail(context: Any) -> bool:
+            fault = receiver._inject()
+            if fault is None:
+                return False
+            context.abort(getattr(grpc.StatusCode, str(fault.status)), "injected fault")
+            return True
+
         class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
             def Export(self, request: MetricsRequest, context: Any) -> Any:  # noqa: N802
-                receiver._received(receiver.metrics_requests, request)
+                if not fail(context):
+                    receiver._received(receiver.metrics_requests, request)
                 return metrics_service_pb2.ExportMetricsServiceResponse()
 
         class Traces(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request: TraceRequest, context: Any) -> Any:  # noqa: N802
-                receiver._received(receiver.trace_requests, request)
+                if not fail(context):
+                    receiver._received(receiver.trace_requests, request)
                 return trace_service_pb2.ExportTraceServiceResponse()
 
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -100,7 +142,7 @@ class GrpcOtlpReceiver(OtlpReceiver):
             Traces(), self._server
         )
         self._host = host
-        self.port: int = self._server.add_insecure_port(f"{host}:0")
+        self.port: int = self._server.add_insecure_port(f"{host}:{port}")
         self._server.start()
 
     @property
@@ -114,7 +156,7 @@ class GrpcOtlpReceiver(OtlpReceiver):
 class HttpOtlpReceiver(OtlpReceiver):
     """An OTLP/HTTP (protobuf) receiver serving ``/v1/metrics`` and ``/v1/traces``."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__()
         receiver = self
 
@@ -137,6 +179,13 @@ class HttpOtlpReceiver(OtlpReceiver):
                 if route is None:
                     self.send_error(404)
                     return
+                fault = receiver._inject()
+                if fault is not None:
+                    self.send_response(int(fault.status))  # type: ignore[arg-type]
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 encoding = self.headers.get("Content-Encoding", "")
                 if encoding == "gzip":
                     body = gzip.decompress(body)
@@ -156,7 +205,7 @@ class HttpOtlpReceiver(OtlpReceiver):
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
 
-        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="otlp-http-receiver", daemon=True
