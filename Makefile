@@ -48,7 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tenancy.py
 
 soak: $(STAMP) system-deps
-	$(BIN)/python -m pytest -m slow --timeout=3600 $(PYTEST_ARGS); rc=$$?; [ $$rc = 5 ] && echo "no slow tests yet" && rc=0; exit $$rc
+	$(BIN)/python -m pytest -m slow --timeout=3600 -s $(PYTEST_ARGS)
 
 # Other supported Pythons, where pyenv has them (3.10, 3.12, 3.13).
 test-matrix: system-deps

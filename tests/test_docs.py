@@ -46,3 +46,16 @@ def test_readme_tenancy_example_runs(capsys) -> None:  # type: ignore[no-untyped
     assert match, "README has no tenancy example"
     exec(compile(match.group(1), "README.md", "exec"), {})
     assert capsys.readouterr().out.split() == ["3", "['constraint_violation',", "'quota_exceeded']"]
+
+
+def test_every_test_reliability_md_names_exists() -> None:
+    import re
+
+    text = (ROOT / "RELIABILITY.md").read_text()
+    files = set(re.findall(r"`(tests/[\w/]+\.py)", text))
+    assert len(files) >= 8
+    for f in files:
+        assert (ROOT / f).exists(), f
+    for name in re.findall(r"::(test_\w+)", text):
+        sources = "".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+        assert f"def {name}(" in sources, name
