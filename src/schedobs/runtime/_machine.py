@@ -23,7 +23,7 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING
 
 from ._ops import Blocking, Checkpoint, Gosched, Park, Sleep, tls
-from ._processor import P_RUNNING, P_SYSCALL, P
+from ._processor import P_SYSCALL, P
 from ._runqueue import LOCAL_CAPACITY, steal_half, take_batch
 from ._task import CALLABLE, SyscallState, Task, TaskState, record_syscall
 
@@ -283,11 +283,7 @@ class M:
         """Get any P (after a system call gave ours away), parking if none is free."""
         sched = self.sched
         with sched.lock:
-            if sched.idle_ps:
-                p = sched.idle_ps.pop()
-                p.status = P_RUNNING
-                p.m = self
-                self.p = p
+            if sched.take_idle_p_locked(self) is not None:
                 return True
             if sched.stopping:
                 return False
@@ -355,11 +351,7 @@ class M:
             # not wake anyone, so look once more before sleeping.
             if sched.has_work():
                 with sched.lock:
-                    if sched.idle_ps and not sched.stopping:
-                        q = sched.idle_ps.pop()
-                        q.status = P_RUNNING
-                        q.m = self
-                        self.p = q
+                    if not sched.stopping and sched.take_idle_p_locked(self) is not None:
                         if was_spinning:
                             sched.nmspinning += 1
                             self.spinning = True
@@ -531,14 +523,9 @@ class M:
         record_syscall(g, SyscallState.READY)
         sched = self.sched
         with sched.lock:
-            if sched.idle_ps:
-                q = sched.idle_ps.pop()
-                q.status = P_RUNNING
-                q.m = self
-                self.p = q
-            else:
+            q = sched.take_idle_p_locked(self)
+            if q is None:
                 sched.p_waiters.append(self)
-                q = None
         if q is None:
             self._park_until_p()
         g.state = _RUNNING

@@ -107,6 +107,16 @@ class Scheduler:
             monitor.kick_if_asleep()
         return True
 
+    def take_idle_p_locked(self, m: M) -> P | None:
+        """Hand an idle P to ``m`` (caller holds the lock), or ``None`` if none is idle."""
+        if not self.idle_ps:
+            return None
+        p = self.idle_ps.pop()
+        p.status = P_RUNNING
+        p.m = m
+        m.p = p
+        return p
+
     def put_idle_p_locked(self, p: P) -> None:
         """``p`` has no M: give it to an M waiting after a syscall, else to the idle list."""
         p.m = None
@@ -186,12 +196,7 @@ class Scheduler:
             if p.status == P_SYSCALL and p.m is m:
                 p.status = P_RUNNING
                 return p
-            if self.idle_ps:
-                q = self.idle_ps.pop()
-                q.status = P_RUNNING
-                q.m = m
-                return q
-        return None
+            return self.take_idle_p_locked(m)
 
     # --- lifecycle -------------------------------------------------------------------
 
