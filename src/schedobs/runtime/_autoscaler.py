@@ -20,8 +20,9 @@ runtime's metrics (processor count, scale events).
 from __future__ import annotations
 
 import math
-import threading
 from typing import TYPE_CHECKING
+
+from ._periodic import Periodic
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -29,8 +30,10 @@ if TYPE_CHECKING:
 __all__ = ["Autoscaler"]
 
 
-class Autoscaler:
+class Autoscaler(Periodic):
     """Scales ``runtime``'s processors within ``[min_procs, max_procs]``."""
+
+    _thread_name = "schedobs-autoscaler"
 
     def __init__(
         self,
@@ -68,20 +71,10 @@ class Autoscaler:
         self._above = 0
         self._idle = 0
         self._quiet = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="schedobs-autoscaler", daemon=True)
+        self._init_thread()
         runtime._autoscaler = self
         if runtime.procs < min_procs or runtime.procs > max_procs:
             runtime.resize(min(max(runtime.procs, min_procs), max_procs))
-
-    def start(self) -> Autoscaler:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
 
     def step(self) -> int:
         """One decision (the thread calls this every ``interval``); returns the new N."""
@@ -113,7 +106,3 @@ class Autoscaler:
             self._above = self._idle = 0
             self._quiet = self.cooldown
         return target
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.step()

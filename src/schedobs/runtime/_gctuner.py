@@ -19,8 +19,9 @@ it helps: it is a knob with a measured effect, not a promise.
 from __future__ import annotations
 
 import gc
-import threading
 from typing import TYPE_CHECKING
+
+from ._periodic import Periodic
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -43,8 +44,10 @@ def _quantile(q: float, bounds: tuple[int, ...], counts: list[int]) -> float:
     return float(bounds[-1])
 
 
-class GCTuner:
+class GCTuner(Periodic):
     """Adjusts ``gc`` threshold 0 from ``runtime``'s schedule-latency spread."""
+
+    _thread_name = "schedobs-gc-tuner"
 
     def __init__(
         self,
@@ -68,22 +71,15 @@ class GCTuner:
         #: Threshold changes made.
         self.adjustments = 0
         self._last: list[int] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="schedobs-gc-tuner", daemon=True)
+        self._init_thread()
         if runtime.metrics is not None:
             from schedobs.contract._spec import GC_THRESHOLD
 
             runtime.metrics.register_callback(lambda: [(GC_THRESHOLD, {}, self.threshold)])
 
-    def start(self) -> GCTuner:
-        self._thread.start()
-        return self
-
     def close(self) -> None:
         """Stop and restore the thresholds found at start."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
+        super().close()
         gc.set_threshold(*self.original)
 
     def step(self) -> int:
@@ -110,7 +106,3 @@ class GCTuner:
             self.adjustments += 1
             gc.set_threshold(new, *gc.get_threshold()[1:])
         return self.threshold
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.step()
