@@ -412,7 +412,7 @@ class Runtime(Executor):
             rejected = dict(self._rejected)
         return RuntimeStats(
             processors=sched.nprocs,
-            processors_idle=sum(1 for p in procs if p.status == P_IDLE),
+            processors_idle=sum(1 for p in procs if p.status == P_IDLE and not p.retiring),
             threads_running=running,
             threads_spinning=spinning,
             threads_syscall=syscall,
