@@ -97,7 +97,16 @@ def test_a_forked_child_gets_a_clear_error_and_can_start_its_own_runtime() -> No
                 os.write(write, bytes([code]))
                 os._exit(code)
         os.close(write)
-        _, status = os.waitpid(pid, 0)
+        deadline = time.monotonic() + 30
+        while True:  # never wait forever on a child: a hang must fail, not stall the suite
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung")
+            time.sleep(0.01)
         result = os.read(read, 1)
         os.close(read)
         assert result == b"\x00", "the child could not use a fresh runtime or got no clear error"

@@ -35,12 +35,20 @@ _RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     # Only the forking thread exists in the child: every M and the monitor are
-    # gone.  Make each runtime refuse work with a clear error instead of
-    # queueing tasks that nothing would ever run, and shutdown() return at once.
+    # gone, and any lock one of them held at the fork stays held forever.  Give
+    # the module-level locks fresh instances, and make each runtime refuse work
+    # with a clear error (instead of queueing tasks nothing would run) and
+    # shutdown() return at once without touching its scheduler.
+    from . import _future, _task
+
+    _future._create_lock = threading.Lock()
+    _task._done_lock = threading.Lock()
     for runtime in list(_RUNTIMES):
-        runtime._shutdown_lock = threading.Lock()  # a parent thread may have held it
+        runtime._shutdown_lock = threading.Lock()
+        runtime._sched.lock = threading.Lock()
         runtime._forked = True
         runtime._closing = True
+        runtime._finished = threading.Event()
         runtime._finished.set()
 
 
@@ -346,6 +354,8 @@ class Runtime(Executor):
         a hung task does in ``ThreadPoolExecutor``).  ``cancel_futures`` cancels
         the futures of submitted tasks that have not started.
         """
+        if self._forked:
+            return  # a parent's runtime in a forked child: nothing of it runs here
         with self._shutdown_lock:
             self._closing = True
         if cancel_futures:
