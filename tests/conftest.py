@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from schedobs.contract import Registry
+from schedobs.runtime import Runtime
 from schedobs.testing import GrpcOtlpReceiver, HttpOtlpReceiver
 
 from ._prometheus_server import PrometheusServer
@@ -36,3 +37,17 @@ def grpc_receiver() -> Iterator[GrpcOtlpReceiver]:
 def http_receiver() -> Iterator[HttpOtlpReceiver]:
     with HttpOtlpReceiver() as receiver:
         yield receiver
+
+
+@pytest.fixture
+def rt() -> Iterator[Runtime]:
+    """A two-processor runtime, drained and shut down after the test."""
+    with Runtime(procs=2, name="test") as runtime:
+        yield runtime
+
+
+@pytest.fixture
+def rt1() -> Iterator[Runtime]:
+    """One processor: makes ordering and hand-off observable."""
+    with Runtime(procs=1, name="test1") as runtime:
+        yield runtime

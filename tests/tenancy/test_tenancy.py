@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,15 +16,6 @@ def spin(ms: float = 1.0) -> None:
     end = time.perf_counter() + ms / 1000
     while time.perf_counter() < end:
         pass
-
-
-@pytest.fixture
-def rt() -> Iterator[Runtime]:
-    runtime = Runtime(procs=2, name="tenancy")
-    try:
-        yield runtime
-    finally:
-        runtime.shutdown(wait=True)
 
 
 def _scheduler(rt: Runtime, registry: Registry, *tenants: Tenant, **kw) -> TenantScheduler:  # type: ignore[no-untyped-def]
