@@ -80,8 +80,9 @@ PUBLIC = {
         "to_sdk_metrics",
     },
     "schedobs.runtime": {
-        "Autoscaler", "Chan", "GCTuner", "ChannelClosedError", "LatencyCounts", "RejectedError", "Runtime", "RuntimeHooks", "RuntimeStats",
-        "SyscallState", "Task", "TaskState", "WaitGroup", "blocking", "checkpoint",
+        "Autoscaler", "Chan", "GCTuner", "ChannelClosedError", "LatencyCounts", "RejectedError",
+        "Runtime", "RuntimeFuture", "RuntimeHooks", "RuntimeStats", "SyscallState", "Task",
+        "TaskState", "WaitGroup", "blocking", "blocking_wait", "checkpoint",
         "current_runtime", "go", "gosched", "sleep", "syscall",
     },
     "schedobs.tenancy": {

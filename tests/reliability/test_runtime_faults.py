@@ -63,10 +63,10 @@ def test_shutdown_while_tasks_are_blocked_in_system_calls() -> None:
     t0 = time.monotonic()
     rt.shutdown(wait=False)  # returns at once, even with calls in flight
     assert time.monotonic() - t0 < 1.0
-    assert not rt._finished.is_set()
+    assert not rt.finished
     release.set()
     assert [t.result(timeout=10) for t in tasks] == ["returned"] * 3  # drained, not dropped
-    assert rt._finished.wait(10)
+    assert rt.wait_finished(10)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")

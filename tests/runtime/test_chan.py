@@ -116,7 +116,9 @@ def test_waitgroup_validation_and_blocking_wait(rt: Runtime) -> None:
 def test_waiting_outside_a_task_is_a_clear_error() -> None:
     ch: Chan[int] = Chan()
     coro = ch.recv()
-    with pytest.raises(RuntimeError, match="only a runtime task can wait"):
+    with pytest.raises(
+        RuntimeError, match="only a coroutine or generator task can await a channel"
+    ):
         coro.send(None)
     with pytest.raises(ValueError, match="capacity"):
         Chan(-1)

@@ -127,7 +127,7 @@ def test_shutdown_without_wait_still_runs_queued_work() -> None:
     rt.go(done.set)
     rt.shutdown(wait=False)
     assert done.wait(5)
-    rt._finished.wait(5)
+    assert rt.wait_finished(5)
     assert len(counter) == 100
 
 
@@ -135,7 +135,7 @@ def test_context_manager_and_repr() -> None:
     with Runtime(procs=1, name="cm") as rt:
         assert rt.submit(sum, [1, 2]).result(timeout=5) == 3
         assert "cm" in repr(rt)
-    assert rt._finished.is_set()
+    assert rt.finished
 
 
 def test_contextvars_propagate_and_do_not_leak(rt: Runtime) -> None:
@@ -230,3 +230,56 @@ def test_bounded_global_queue_refuses_with_queue_full() -> None:
     rt.shutdown(wait=True)
     assert all(t.done() for t in accepted)  # accepted work is never lost by a refusal
     assert rt.stats().rejected_queue_full == 1
+
+
+class _Big:
+    """A result worth freeing."""
+
+
+def _make_big() -> _Big:
+    return _Big()
+
+
+def _gen_big():  # type: ignore[no-untyped-def]
+    yield
+    return _Big()
+
+
+async def _coro_big() -> _Big:
+    return _Big()
+
+
+def _raise_big() -> None:
+    raise ValueError(_Big())
+
+
+@pytest.mark.parametrize(
+    "fn", [_make_big, _gen_big, _coro_big], ids=["plain", "generator", "coroutine"]
+)
+def test_the_runtime_keeps_no_result_alive(rt1: Runtime, fn) -> None:  # type: ignore[no-untyped-def]
+    import gc
+    import weakref
+
+    future = rt1.submit(fn)
+    ref = weakref.ref(future.result(timeout=5))
+    del future
+    gc.collect()
+    assert ref() is None, "a quiet runtime still holds the result of its last task"
+    task = rt1.go(fn)
+    ref = weakref.ref(task.result(timeout=5))
+    del task
+    gc.collect()
+    assert ref() is None, "the result outlived the task handle"
+
+
+def test_the_runtime_keeps_no_exception_alive(rt1: Runtime) -> None:
+    import gc
+    import weakref
+
+    future = rt1.submit(_raise_big)
+    exc = future.exception(timeout=5)
+    assert isinstance(exc, ValueError)
+    ref = weakref.ref(exc.args[0])
+    del future, exc
+    gc.collect()
+    assert ref() is None

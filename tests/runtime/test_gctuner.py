@@ -14,7 +14,7 @@ from schedobs.runtime._stats import LatencyCounts
 
 def _with_latency(rt: Runtime, counts: list[int]) -> None:
     base = rt.stats()
-    bounds = rt._latency_bounds
+    bounds = base.latency["global"].bounds_ns
     assert bounds is not None
     fake = replace(base, latency={"global": LatencyCounts(bounds, tuple(counts), 0, 0, 0)})
     rt.stats = lambda: fake  # type: ignore[method-assign]
@@ -26,7 +26,7 @@ def test_threshold_follows_the_latency_spread_and_is_restored() -> None:
     original = gc.get_threshold()
     tuner = GCTuner(rt, target_spread=10, maximum=5_000)
     try:
-        n = len(rt._latency_bounds or ()) + 1
+        n = len(rt.stats().latency["global"].bounds_ns) + 1
         tight = [0] * n
         tight[3] = 1000  # everything in one bucket: spread ~1
         wide = [0] * n

@@ -214,7 +214,9 @@ def test_an_idle_runtime_sleeps() -> None:
     try:
         rt.submit(sum, [1]).result(timeout=5)
         deadline = time.monotonic() + 5
-        while not (rt._monitor.parked and rt.stats().threads_idle == rt.stats().threads_created):
+        while not (
+            rt._sched.monitor.parked and rt.stats().threads_idle == rt.stats().threads_created
+        ):
             assert time.monotonic() < deadline, rt.stats()
             time.sleep(0.02)
         ticks = rt.stats().monitor_ticks

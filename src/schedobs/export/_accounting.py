@@ -20,7 +20,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from schedobs.contract._spec import DROPPED_SPANS, SPAN_DROP_REASON
+from schedobs.contract import DROPPED_SPANS, SPAN_DROP_REASON
 
 __all__ = ["SpanAccounting"]
 

@@ -9,7 +9,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 
 from schedobs.clock import ClockCorrector, ClockProber, OffsetEstimator
-from schedobs.contract._spec import CLOCK_OFFSET, CLOCK_PROBE_RTT, CLOCK_UNCERTAINTY
+from schedobs.contract import CLOCK_OFFSET, CLOCK_PROBE_RTT, CLOCK_UNCERTAINTY
 
 __all__ = ["ClockCompensation"]
 

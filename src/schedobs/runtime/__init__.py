@@ -31,8 +31,9 @@ Task forms::
 
 from ._autoscaler import Autoscaler
 from ._chan import Chan, ChannelClosedError, WaitGroup
+from ._future import RuntimeFuture
 from ._gctuner import GCTuner
-from ._ops import blocking, checkpoint, current_m, gosched, sleep, syscall
+from ._ops import blocking, blocking_wait, checkpoint, current_m, gosched, sleep, syscall
 from ._runtime import RejectedError, Runtime
 from ._stats import LatencyCounts, RuntimeHooks, RuntimeStats
 from ._task import SyscallState, Task, TaskState
@@ -45,6 +46,7 @@ __all__ = [
     "LatencyCounts",
     "RejectedError",
     "Runtime",
+    "RuntimeFuture",
     "RuntimeHooks",
     "RuntimeStats",
     "SyscallState",
@@ -52,6 +54,7 @@ __all__ = [
     "TaskState",
     "WaitGroup",
     "blocking",
+    "blocking_wait",
     "checkpoint",
     "current_runtime",
     "go",
@@ -64,7 +67,7 @@ __all__ = [
 def current_runtime() -> Runtime | None:
     """The runtime whose task is running on this thread, or ``None``."""
     m = current_m()
-    return None if m is None else m.runtime
+    return None if m is None else m.sched.runtime
 
 
 def go(fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]

@@ -13,8 +13,8 @@ Every ``interval`` seconds the autoscaler reads L, the runnable tasks waiting
   change starts a ``cooldown`` of samples with no change, and N stays within
   ``[min_procs, max_procs]``.
 
-Decisions are counted (``scale_outs``, ``scale_ins``) and exported with the
-runtime's metrics (processor count, scale events).
+Decisions are counted (``scale_outs``, ``scale_ins``); the runtime counts every
+change of its pool as a scale event and exports it with its metrics.
 """
 
 from __future__ import annotations
@@ -72,7 +72,6 @@ class Autoscaler(Periodic):
         self._idle = 0
         self._quiet = 0
         self._init_thread()
-        runtime._autoscaler = self
         if runtime.procs < min_procs or runtime.procs > max_procs:
             runtime.resize(min(max(runtime.procs, min_procs), max_procs))
 

@@ -1,9 +1,13 @@
 """Go-like channels and wait groups, so tasks wait on each other without holding an M.
 
-A task that must wait parks (see :class:`._ops.Park`): its M moves on to other
-work, and the task that unblocks it makes it runnable again (next on that P,
-as Go's ``ready``).  Registration happens after the task is suspended, so a
-wake-up can never run a task that is still running.
+A coroutine or generator task that must wait parks (see :class:`._ops.Park`):
+its M moves on to other work, and the task that unblocks it makes it runnable
+again (next on that P, as Go's ``ready``).  Registration happens after the
+task is suspended, so a wake-up can never run a task that is still running.
+
+Plain callables and outside threads use the ``*_blocking`` forms: the thread
+waits, and inside the runtime its P is released for the wait
+(:func:`._ops.blocking_wait`).
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ from collections import deque
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._ops import Park, current_m
+from ._ops import Park, blocking_wait, current_m
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._sched import Scheduler
     from ._task import Task
 
 __all__ = ["Chan", "ChannelClosedError", "WaitGroup"]
@@ -30,11 +34,13 @@ class ChannelClosedError(Exception):
 
 
 class _Waiter:
-    __slots__ = ("runtime", "task", "value")
+    """A parked task waiting on a channel or wait group (``value``: what it sends)."""
 
-    def __init__(self, task: Task, runtime: Runtime, value: Any = None) -> None:
+    __slots__ = ("sched", "task", "value")
+
+    def __init__(self, task: Task, sched: Scheduler, value: Any = None) -> None:
         self.task = task
-        self.runtime = runtime
+        self.sched = sched
         self.value = value
 
     def wake(self, value: Any = None, exc: BaseException | None = None) -> None:
@@ -43,14 +49,44 @@ class _Waiter:
             task.throw = exc
         else:
             task.resume = value
-        self.runtime._make_runnable(task, from_m=True)
+        sched = self.sched
+        sched.make_runnable(task, sched.here())
 
 
-def _runtime_of_caller() -> Runtime:
+class _ThreadWaiter:
+    """A thread (a plain-callable task or an outside thread) waiting on a channel."""
+
+    __slots__ = ("_lock", "exc", "received", "value")
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+        self.received: Any = None
+        self.exc: BaseException | None = None
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def wake(self, value: Any = None, exc: BaseException | None = None) -> None:
+        self.received = value
+        self.exc = exc
+        self._lock.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        return blocking_wait(self._lock.acquire, True, -1 if timeout is None else max(timeout, 0))
+
+    def outcome(self) -> Any:
+        if self.exc is not None:
+            raise self.exc
+        return self.received
+
+
+def _scheduler_of_caller() -> Scheduler:
     m = current_m()
     if m is None:
-        raise RuntimeError("only a runtime task can wait on a channel or a wait group")
-    return m.runtime
+        raise RuntimeError(
+            "only a coroutine or generator task can await a channel or a wait group; "
+            "threads and plain callables use send_blocking/recv_blocking/wait_blocking"
+        )
+    return m.sched
 
 
 class Chan(Generic[_T]):
@@ -106,7 +142,7 @@ class Chan(Generic[_T]):
         with self._lock:
             if self._try_send_locked(value):
                 return
-        runtime = _runtime_of_caller()
+        sched = _scheduler_of_caller()
 
         def register(task: Task) -> bool:
             with self._lock:
@@ -116,10 +152,25 @@ class Chan(Generic[_T]):
                 except ChannelClosedError as exc:
                     task.throw = exc
                     return False
-                self._sendq.append(_Waiter(task, runtime, value))
+                self._sendq.append(_Waiter(task, sched, value))
                 return True
 
         yield Park(register)
+
+    def send_blocking(self, value: _T, timeout: float | None = None) -> None:
+        """Send from a thread (a plain-callable task or any thread), waiting for room.
+
+        Raises ``TimeoutError`` if nothing took the value within ``timeout``
+        seconds (the value is then not sent), :class:`ChannelClosedError` if
+        the channel is or gets closed.
+        """
+        with self._lock:
+            if self._try_send_locked(value):
+                return
+            waiter = _ThreadWaiter(value)
+            self._sendq.append(waiter)  # type: ignore[arg-type]
+        self._wait_thread(waiter, self._sendq, timeout, "send")
+        waiter.outcome()
 
     # --- receiving -----------------------------------------------------------------
 
@@ -155,7 +206,7 @@ class Chan(Generic[_T]):
             ok, value = self._try_recv_locked()
         if ok:
             return value  # type: ignore[return-value]
-        runtime = _runtime_of_caller()
+        sched = _scheduler_of_caller()
 
         def register(task: Task) -> bool:
             with self._lock:
@@ -167,11 +218,38 @@ class Chan(Generic[_T]):
                 if ok:
                     task.resume = value
                     return False
-                self._recvq.append(_Waiter(task, runtime))
+                self._recvq.append(_Waiter(task, sched))
                 return True
 
         received: _T = yield Park(register)
         return received
+
+    def recv_blocking(self, timeout: float | None = None) -> _T:
+        """Receive from a thread (a plain-callable task or any thread), waiting for a value.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds without one, and
+        :class:`ChannelClosedError` once the channel is closed and drained.
+        """
+        with self._lock:
+            ok, value = self._try_recv_locked()
+            if ok:
+                return value  # type: ignore[return-value]
+            waiter = _ThreadWaiter()
+            self._recvq.append(waiter)  # type: ignore[arg-type]
+        self._wait_thread(waiter, self._recvq, timeout, "receive")
+        received: _T = waiter.outcome()
+        return received
+
+    def _wait_thread(
+        self, waiter: _ThreadWaiter, queue: deque[Any], timeout: float | None, what: str
+    ) -> None:
+        if waiter.wait(timeout):
+            return
+        with self._lock:
+            if waiter in queue:  # not woken: withdraw, nothing was exchanged
+                queue.remove(waiter)
+                raise TimeoutError(f"channel {what} did not complete within {timeout} s")
+        waiter.wait(None)  # woken as the timeout passed: the exchange happened
 
     def close(self) -> None:
         """Close: waiting receivers and senders get :class:`ChannelClosedError`; buffered
@@ -238,18 +316,21 @@ class WaitGroup:
         """Wait (parked) until the counter is zero."""
         if self._count == 0:
             return
-        runtime = _runtime_of_caller()
+        sched = _scheduler_of_caller()
 
         def register(task: Task) -> bool:
             with self._lock:
                 if self._count == 0:
                     return False
-                self._waiters.append(_Waiter(task, runtime))
+                self._waiters.append(_Waiter(task, sched))
                 return True
 
         yield Park(register)
 
     def wait_blocking(self, timeout: float | None = None) -> bool:
-        """Wait from a thread outside the runtime; ``False`` on timeout."""
+        """Wait from a thread (a plain-callable task or any thread); ``False`` on timeout."""
+        return blocking_wait(self._wait_zero, timeout)
+
+    def _wait_zero(self, timeout: float | None) -> bool:
         with self._lock:
             return self._zero.wait_for(lambda: self._count == 0, timeout)

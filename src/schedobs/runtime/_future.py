@@ -4,21 +4,29 @@ The standard ``Future`` builds a ``Condition`` (a lock and two lists) at
 creation and takes it on every transition: about 2.7 µs per task here, more
 than the runtime's own scheduling.  Most futures of a busy executor are
 resolved before anyone waits, so :class:`RuntimeFuture` creates the condition
-lazily, on the first wait or callback, and resolves lock-free until then.
+lazily, on the first wait or callback, and resolves without a lock until then.
 
-Why it is safe (sequentially consistent under the GIL, and with the per-object
-locking of free-threaded builds):
+Why it is safe: the resolver and the first waiter race for one *gate*, an
+entry of the instance dict that ``dict.setdefault`` fills atomically (under
+the GIL, and under the per-object lock of free-threaded builds):
 
-- the resolver writes the final state, *then* looks for a condition; a waiter
-  creates the condition, *then* (holding it) reads the state.  Either the
-  waiter sees the final state, or the resolver sees the condition and
-  notifies under it;
-- starting and cancelling race for one token (``dict.pop`` is atomic): the
-  winner decides whether the task runs, exactly as the standard lock does.
+- the resolver writes the result, then offers ``FINISHED`` to the gate.  If it
+  wins, no condition existed before the future was final, so nobody can be
+  waiting for a notification: whoever creates the condition later reads the
+  final state under it;
+- the creator of the condition offers the new condition to the gate.  If it
+  wins, every later resolution happens *under* that condition, exactly as in
+  the standard ``Future``, so ``wait()`` never counts one completion twice
+  (once as already done, once as notified).  If it loses, the result is
+  already written and the creator makes the state final itself before it
+  publishes the condition.
+
+Starting and cancelling race for a second token (``dict.pop`` is atomic): the
+winner decides whether the task runs, as the standard lock does.
 
 Everything else — ``wait()``, ``as_completed()``, ``asyncio.wrap_future()``,
-callbacks, ``InvalidStateError`` — behaves as the standard class does; the
-tests run the standard library's helpers against it.
+callbacks, ``InvalidStateError``, ``repr`` — is the standard class's code;
+CPython's own ``FutureTests`` run against this class in the test suite.
 """
 
 from __future__ import annotations
@@ -35,15 +43,28 @@ from concurrent.futures._base import (
 )
 from typing import Any, TypeVar
 
+from ._ops import blocking_wait
+
 __all__ = ["RuntimeFuture"]
 
 _T = TypeVar("_T")
-_create_lock = threading.Lock()
+_create_lock = threading.Lock()  # serialises creators only (rare)
 _FINAL = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
+_CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
+
+
+def reset_after_fork() -> None:
+    """A fresh creation lock in a forked child (a parent thread may have held it)."""
+    global _create_lock
+    _create_lock = threading.Lock()
 
 
 class RuntimeFuture(Future[_T]):
-    """A standard ``Future`` with a lazily created condition (see the module doc)."""
+    """A standard ``Future`` with a lazily created condition (see the module doc).
+
+    Waiting on it from inside a runtime task releases the task's processor
+    while it waits, so the awaited task can run (see :func:`._ops.blocking_wait`).
+    """
 
     def __init__(self) -> None:  # the base __init__ builds what we defer
         self._state = PENDING
@@ -64,6 +85,10 @@ class RuntimeFuture(Future[_T]):
                     self._waiters_list: list[Any] = []
                     self._callbacks_list: list[Any] = []
                     cond = threading.Condition()
+                    if self.__dict__.setdefault("_gate", cond) is not cond:
+                        # The resolver won: its result is written; make the state
+                        # final before anyone can read it under the condition.
+                        self._state = FINISHED
                     self._cond = cond  # published last: a condition implies the lists
         return cond
 
@@ -86,24 +111,30 @@ class RuntimeFuture(Future[_T]):
         return self._state == RUNNING
 
     def cancelled(self) -> bool:
-        return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
+        return self._state in _CANCELLED
 
     def result(self, timeout: float | None = None) -> _T:
         if self._state == FINISHED:
             if self._exception is not None:
                 raise self._exception
             return self._result  # type: ignore[no-any-return]
-        return super().result(timeout)
+        if self._state in _CANCELLED:
+            return super().result(timeout)  # raises CancelledError
+        return blocking_wait(super().result, timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         if self._state == FINISHED:
             return self._exception
-        return super().exception(timeout)
+        if self._state in _CANCELLED:
+            return super().exception(timeout)
+        return blocking_wait(super().exception, timeout)
 
     # --- transitions --------------------------------------------------------------------
 
     def set_running_or_notify_cancel(self) -> bool:
         if self.__dict__.pop("_unclaimed", None):
+            # RUNNING is not a final state: no waiter counts on seeing it, so it
+            # needs no condition even when one exists.
             self._state = RUNNING
             return True
         # cancel() took the token (it holds the condition while it does).
@@ -119,7 +150,7 @@ class RuntimeFuture(Future[_T]):
         with self._condition:
             if self._state in (RUNNING, FINISHED):
                 return False
-            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+            if self._state in _CANCELLED:
                 return True
             if not self.__dict__.pop("_unclaimed", None):
                 return False  # the runtime started it a moment ago
@@ -131,13 +162,21 @@ class RuntimeFuture(Future[_T]):
     def _resolve(self, result: Any, exception: BaseException | None) -> None:
         if self._state in _FINAL:
             raise InvalidStateError(f"{self._state}: {self!r}")
-        self._result = result
-        self._exception = exception
-        self._state = FINISHED  # state first, then look for waiters
         cond = self._cond
         if cond is None:
-            return
+            self._result = result
+            self._exception = exception
+            gate = self.__dict__.setdefault("_gate", FINISHED)
+            if gate is FINISHED:
+                self._state = FINISHED  # won: no condition saw this future pending
+                return
+            cond = gate  # a condition was created first: resolve under it
         with cond:
+            if self._state in _FINAL:
+                raise InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._exception = exception
+            self._state = FINISHED
             for waiter in self._waiters_list:
                 if exception is None:
                     waiter.add_result(self)
@@ -151,6 +190,3 @@ class RuntimeFuture(Future[_T]):
 
     def set_exception(self, exception: BaseException | None) -> None:
         self._resolve(None, exception)
-
-    def __repr__(self) -> str:
-        return f"<RuntimeFuture at {id(self):#x} state={self._state}>"

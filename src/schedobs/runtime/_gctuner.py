@@ -57,7 +57,7 @@ class GCTuner(Periodic):
         target_spread: float = 20.0,
         maximum: int = 100_000,
     ) -> None:
-        if runtime._latency_bounds is None:
+        if not runtime.instrumented:
             raise ValueError("the GC tuner reads schedule latency: use an instrumented runtime")
         if interval <= 0 or target_spread <= 1 or maximum < 1:
             raise ValueError("interval > 0, target_spread > 1 and maximum >= 1 are required")
@@ -73,7 +73,7 @@ class GCTuner(Periodic):
         self._last: list[int] | None = None
         self._init_thread()
         if runtime.metrics is not None:
-            from schedobs.contract._spec import GC_THRESHOLD
+            from schedobs.contract import GC_THRESHOLD
 
             runtime.metrics.register_callback(lambda: [(GC_THRESHOLD, {}, self.threshold)])
 

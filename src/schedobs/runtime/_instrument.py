@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from schedobs.contract import SchedulerMetrics
-from schedobs.contract._scheduler_metrics import Observation
-from schedobs.contract._spec import (
+from schedobs.contract import (
     COMPLETED_TASKS,
     HANDOFFS,
     LATENCY_BOUNDARIES_MS,
@@ -29,6 +27,8 @@ from schedobs.contract._spec import (
     TASKS,
     THREAD_STATE,
     THREADS,
+    Observation,
+    SchedulerMetrics,
 )
 
 from ._stats import RuntimeStats

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 from ._processor import P_RUNNING, P_SYSCALL
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
     from ._sched import Scheduler
     from ._task import Task
 
@@ -43,12 +42,11 @@ class Monitor:
     def __init__(
         self,
         sched: Scheduler,
-        runtime: Runtime,
+        *,
         syscall_threshold_ns: int = _MIN_DELAY_NS,
         preempt_after_ns: int = 10_000_000,
     ) -> None:
         self._sched = sched
-        self._runtime = runtime
         self._threshold = syscall_threshold_ns
         self._preempt_after = preempt_after_ns
         self._cond = threading.Condition(threading.Lock())
@@ -107,7 +105,7 @@ class Monitor:
     def _run(self) -> None:
         delay = _MIN_DELAY_NS
         quiet = 0
-        runtime = self._runtime
+        sched = self._sched
         while True:
             with self._cond:
                 if self._stopped:
@@ -133,7 +131,7 @@ class Monitor:
                     due.append(heapq.heappop(self._timers)[2])
             self.ticks += 1
             for task in due:
-                runtime._make_runnable(task, from_m=False)
+                sched.make_runnable(task)
             acted = self._retake(now) + self._preempt(now)
             if acted or kicked:
                 delay = _MIN_DELAY_NS
@@ -158,8 +156,8 @@ class Monitor:
                 and now - p.syscall_since < _LONG_SYSCALL_NS
             ):
                 continue
-            if not local_work and not sched.global_queue:
-                continue  # nothing to run on it: no point in another thread
+            if not sched.wants_p(p):
+                continue  # nobody could use it: no point in another thread
             with sched.lock:
                 if p.status == P_SYSCALL:
                     sched.handoff_locked(p)

@@ -33,6 +33,7 @@ __all__ = [
     "Park",
     "Sleep",
     "blocking",
+    "blocking_wait",
     "checkpoint",
     "current_m",
     "gosched",
@@ -167,6 +168,29 @@ def blocking(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Blocking:
     return Blocking(fn, args, kwargs)
 
 
+def blocking_wait(wait: Callable[..., _T], /, *args: Any) -> _T:
+    """Run ``wait(*args)``, a thread-blocking wait on the runtime's own primitives.
+
+    Called from inside a task, the task's processor is released for the wait,
+    as Go parks a goroutine blocked on a channel and its P moves on: the
+    task's frame lives on this thread, so the thread blocks, and the P goes to
+    another M at once when work waits for it (the awaited task is often on
+    this very P's ``runnext``), or later through the monitor, as for a system
+    call.  Outside a task it is just ``wait(*args)``.
+    """
+    m = tls.m
+    g = None if m is None else m.curg
+    if g is None:
+        return wait(*args)
+    assert m is not None
+    sched = m.sched
+    p = sched.entersyscall(m, g, park=True)
+    try:
+        return wait(*args)
+    finally:
+        sched.exitsyscall_here(m, g, p)
+
+
 @contextmanager
 def syscall() -> Iterator[None]:
     """Mark a blocking section inside a plain-callable task (a no-op elsewhere).
@@ -176,11 +200,14 @@ def syscall() -> Iterator[None]:
     ...         data = sock.recv(4096)   # the P may be handed off meanwhile
     """
     m = current_m()
-    if m is None or m.curg is None:
+    g = None if m is None else m.curg
+    if g is None:
         yield
         return
-    token = m.entersyscall(m.curg)
+    assert m is not None
+    sched = m.sched
+    p = sched.entersyscall(m, g, park=False)
     try:
         yield
     finally:
-        m.exitsyscall_inline(m.curg, token)
+        sched.exitsyscall_here(m, g, p)

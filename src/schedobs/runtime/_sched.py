@@ -1,4 +1,16 @@
-"""The scheduler's shared state and its slow paths: idle lists, wake-ups, hand-off.
+"""The scheduler: the one owner of a runtime's scheduling state and of every operation on it.
+
+Ms (threads) and the monitor never move tasks or processors themselves; they
+call the operations here, as trio's run loop calls ``Runner.reschedule`` and
+``task_exited``.  Each rule therefore lives in one place::
+
+    submit ─────────────► global queue (outside) / runnext (from a running task)
+    make_runnable ──────► runnext of the waker's P, else the global queue
+    requeue (a yield) ──► the tail of the local queue, global when it is full
+    preempt ────────────► the global queue
+    find_runnable ──────► global batch ─► steal half ─► release the P ─► park
+    entersyscall / exitsyscall / handoff_locked: the P of a blocked M moves on
+    close / maybe_finish / drain_at_exit: nothing accepted is dropped
 
 Go's rules, kept (``runtime/proc.go``):
 
@@ -18,56 +30,366 @@ The fast paths (running the next task, submitting) never take it.
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import threading
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from schedobs._shards import Shards
+
+from ._monitor import Monitor
+from ._ops import tls
 from ._processor import P_IDLE, P_RUNNING, P_SYSCALL, P
+from ._runqueue import LOCAL_CAPACITY, overflow, steal_half, take_batch
+from ._stats import RuntimeHooks
+from ._task import SyscallState, Task, TaskState, record_syscall
 
 if TYPE_CHECKING:
     from ._machine import M
-    from ._monitor import Monitor
-    from ._task import Task
+    from ._runtime import Runtime
 
-__all__ = ["Scheduler"]
+__all__ = ["RejectedError", "Scheduler"]
+
+_now = time.perf_counter_ns
+_RUNNABLE = TaskState.RUNNABLE
+_RUNNING = TaskState.RUNNING
+_WAITING = TaskState.WAITING
+_SYSCALL = TaskState.SYSCALL
+_log = logging.getLogger("schedobs")
+
+
+class RejectedError(RuntimeError):
+    """A task was refused.  ``reason`` is the contract's ``error.type`` value.
+
+    A subclass of ``RuntimeError``, which is what ``concurrent.futures``
+    executors raise after shutdown.
+    """
+
+    def __init__(self, reason: str, message: str, tenant: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.tenant = tenant
+
+
+def _sum_rows(into: list[float], row: list[float]) -> None:
+    into[0] += row[0]
 
 
 class Scheduler:
-    """All Ps and Ms of one runtime and the rules that move them."""
+    """All Ps, Ms and queues of one runtime, and the operations that move them."""
 
     def __init__(
         self,
+        *,
+        runtime: Runtime,
         procs: int,
         max_threads: int,
+        max_queued: int | None,
         name: str,
+        hooks: RuntimeHooks | None,
         make_m: Callable[[Scheduler, int], M],
+        syscall_threshold_ns: int,
+        preempt_after_ns: int,
+        pin_cpus: Sequence[int],
+        groups: int,
     ) -> None:
+        #: The :class:`~schedobs.runtime.Runtime` façade (``current_runtime()``).
+        self.runtime = runtime
         self.name = name
         self.nprocs = procs
         self.max_threads = max_threads
+        self.max_queued = max_queued
+        self.pin_cpus = list(pin_cpus)
+        self.hooks = hooks
+        #: Whether tasks are time-stamped when they become runnable (only when
+        #: instrumented: an uninstrumented runtime reads no clock per task).
+        self.timed = hooks is not None
+        self.latency_bounds: tuple[int, ...] | None = (
+            tuple(hooks.latency_bounds_ns()) if hooks is not None else None
+        )
         self.lock = threading.Lock()
         self.global_queue: deque[Task] = deque()
         # Replaced, never mutated, when the pool resizes: readers iterate a snapshot.
-        self.groups = 1
         self.procs = [P(i) for i in range(procs)]
+        self.groups = 1
+        self.set_groups(groups)
         self._next_pid = procs
         self.idle_ps: list[P] = list(reversed(self.procs))
         self.idle_ms: list[M] = []
         self.p_waiters: list[M] = []  # Ms back from a syscall, waiting for any P
         self.all_ms: list[M] = []
         self.nmspinning = 0
-        self.stopping = False
-        self.monitor: Monitor | None = None
         self._make_m = make_m
         self._mids = itertools.count()
         self.rng = random.Random()
-        # Counters written under the lock (slow paths only).
+        # Lifecycle: closing (no new work from outside), finished (every accepted
+        # task done), stopping (Ms exit).
+        self.closing = False
+        self.finished = threading.Event()
+        self.stopping = False
+        self.forked = False
+        # Counters: created per submitting thread; the rest under the lock.
+        self._created = Shards([0], _sum_rows)
+        self._created_local = self._created.local
+        self.rejected = {"queue_full": 0, "shutdown": 0}
         self.handoffs = 0
         self.threads_created = 0
+        self.scale_outs = 0
+        self.scale_ins = 0
+        self.monitor = Monitor(
+            self, syscall_threshold_ns=syscall_threshold_ns, preempt_after_ns=preempt_after_ns
+        )
 
-    # --- wake-ups ---------------------------------------------------------------
+    def start(self, warm_threads: int) -> None:
+        """Start the monitor and ``warm_threads`` parked Ms."""
+        self.monitor.start()
+        if warm_threads:
+            with self.lock:
+                for _ in range(max(0, min(warm_threads, self.max_threads - len(self.all_ms)))):
+                    self._new_m_locked().start()
+
+    # --- accepting work -------------------------------------------------------------
+
+    def submit(self, g: Task) -> None:
+        """Accept a new task: the global queue from outside, or next on the P of the
+        running task that starts it (Go's ``newproc``: ``runnext``, for locality)."""
+        m = tls.m
+        if m is not None and m.sched is self and m.curg is not None:
+            # A task of ours starting another is part of accepted work: allowed
+            # while shutdown drains (fan-out code keeps working), not after.
+            if self.finished.is_set():
+                self.refuse_closed()
+            self._count_created()
+            self.make_runnable(g, m)
+            return
+        if self.closing:
+            self.refuse_closed()
+        gq = self.global_queue
+        if self.max_queued is not None and len(gq) >= self.max_queued:
+            self.refuse("queue_full", f"the global queue holds {self.max_queued} tasks")
+        self._count_created()
+        if self.timed:
+            g.ready_ns = _now()
+        gq.append(g)
+        if self.idle_ps and not self.nmspinning:
+            self.wakep()
+
+    def _count_created(self) -> None:
+        try:
+            self._created_local.row[0] += 1
+        except AttributeError:
+            self._created.new_row()[0] += 1
+
+    def refuse(self, reason: str, message: str) -> None:
+        """Count a refusal by its contract reason and raise :class:`RejectedError`."""
+        with self.lock:
+            self.rejected[reason] += 1
+        if self.hooks is not None:
+            self.hooks.rejected(reason, None)
+        raise RejectedError(reason, message)
+
+    def refuse_closed(self) -> None:
+        if self.forked:
+            raise RuntimeError(
+                f"runtime {self.name!r} was created before os.fork(): its threads did not "
+                "survive the fork; create a new Runtime in the child process"
+            )
+        from ._process import interpreter_exiting
+
+        if interpreter_exiting():
+            with self.lock:
+                self.rejected["shutdown"] += 1
+            if self.hooks is not None:
+                self.hooks.rejected("shutdown", None)
+            # The standard executors' exact error, for code written against them.
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        self.refuse("shutdown", "cannot schedule new tasks after shutdown")
+
+    # --- making tasks runnable ------------------------------------------------------
+
+    def here(self) -> M | None:
+        """The calling thread's M if it runs a task of this scheduler on a P it holds."""
+        m = tls.m
+        if m is not None and m.sched is self and m.curg is not None and not m.in_syscall:
+            return m
+        return None
+
+    def make_runnable(self, g: Task, m: M | None = None) -> None:
+        """``g`` became runnable (started, woken, timer fired, back from a call).
+
+        Made runnable by the task running on ``m``: next in line on ``m``'s P
+        (Go's ``runnext``: the woken task shares the waker's cache), the
+        previous occupant moving to the local queue; otherwise the global queue.
+        """
+        g.state = _RUNNABLE
+        if self.timed:
+            g.ready_ns = _now()
+        p = m.p if m is not None and not m.in_syscall else None
+        if p is not None:
+            g.source = 1
+            old = p.runnext
+            p.runnext = g
+            if old is not None:
+                if len(p.runq) < LOCAL_CAPACITY:
+                    p.runq.append(old)
+                else:
+                    overflow(p.runq, old, self.global_queue)
+        else:
+            g.source = 0
+            self.global_queue.append(g)
+        self.wakep()
+
+    def requeue(self, g: Task, p: P) -> None:
+        """``g`` yielded: the tail of ``p``'s local queue, or the global queue if full.
+
+        Go's ``Gosched`` always goes global; the local tail keeps a yielding task
+        near its cache, and a full queue sends only the yielding task away
+        (moving half the queue would churn on every yield).
+        """
+        g.state = _RUNNABLE
+        q = p.runq
+        if len(q) < LOCAL_CAPACITY:
+            if self.timed:  # source and ready_ns are read only when timed
+                g.source = 1
+                g.ready_ns = _now()
+            q.append(g)
+        else:
+            if self.timed:
+                g.source = 0
+                g.ready_ns = _now()
+            self.global_queue.append(g)
+
+    def preempt(self, m: M, g: Task) -> None:
+        """The monitor flagged ``g`` and it reached a yield point: the global queue (as Go)."""
+        m.preemptions += 1
+        g.preempt = False
+        g.state = _RUNNABLE
+        g.source = 0
+        if self.timed:
+            g.ready_ns = _now()
+        self.global_queue.append(g)
+
+    def sleep(self, g: Task, seconds: float) -> None:
+        """Park ``g`` on the monitor's timer heap: no M is held while it sleeps."""
+        g.state = _WAITING
+        self.monitor.add_timer(_now() + int(seconds * 1e9), g)
+
+    # --- finding work (an M's slow path) ----------------------------------------------
+
+    def take_global(self, m: M, p: P) -> Task | None:
+        """A fair batch from the global queue into ``p`` (Go's ``globrunqget``)."""
+        g = take_batch(self.global_queue, p.runq, max(self.nprocs, 1))
+        if g is not None and m.spinning:
+            self._reset_spinning(m)
+        return g
+
+    def find_runnable(self, m: M) -> Task | None:
+        """Global queue, then stealing, then release the P and park.  ``None``: stop."""
+        while True:
+            p = m.p
+            assert p is not None
+            # The P's own work first: after parking, this may be a P handed off
+            # from a blocked M with tasks still on it (Go's M returns to schedule()).
+            g = p.runnext
+            if g is not None:
+                p.runnext = None
+            else:
+                try:
+                    g = p.runq.popleft()
+                except IndexError:
+                    g = take_batch(self.global_queue, p.runq, max(self.nprocs, 1))
+            if g is not None:
+                if m.spinning:
+                    self._reset_spinning(m)
+                return g
+            if not m.spinning:
+                busy = self.nprocs - len(self.idle_ps)
+                if 2 * self.nmspinning < busy:
+                    with self.lock:
+                        self.nmspinning += 1
+                    m.spinning = True
+            if m.spinning:
+                for victim in self.random_victims(p):
+                    before = len(p.runq)
+                    g = steal_half(victim.runq, p.runq)
+                    if g is not None:
+                        m.steals += 1
+                        m.stolen += 1 + len(p.runq) - before
+                        self._reset_spinning(m)
+                        return g
+            with self.lock:
+                if self.global_queue:
+                    continue
+                self.put_idle_p_locked(p)
+                m.p = None
+                was_spinning = m.spinning
+                if was_spinning:
+                    m.spinning = False
+                    self.nmspinning -= 1
+            # Closing: the last M to go idle finishes the runtime.  Checked after
+            # the P is released, so close() (which sets the flag, then looks for
+            # busy Ps) and this M cannot both miss each other.
+            if self.closing:
+                self.maybe_finish()
+            # The P is released: a submitter that saw no idle P a moment ago did
+            # not wake anyone, so look once more before sleeping.
+            if self.has_work():
+                with self.lock:
+                    if not self.stopping and self.take_idle_p_locked(m) is not None:
+                        if was_spinning:
+                            self.nmspinning += 1
+                            m.spinning = True
+                        continue
+            if not self._park_idle(m):
+                return None
+
+    def _reset_spinning(self, m: M) -> None:
+        """A spinning M found work: stop spinning; if it was the last, wake another."""
+        m.spinning = False
+        with self.lock:
+            self.nmspinning -= 1
+            last = self.nmspinning == 0
+        if last:
+            self.wakep()
+
+    def _park_idle(self, m: M) -> bool:
+        """Park ``m`` in the idle list until it is handed a P; ``False``: stop."""
+        with self.lock:
+            if self.stopping:
+                return False
+            self.idle_ms.append(m)
+        return m.park_until_p()
+
+    def first_p(self, m: M) -> bool:
+        """A new M takes the P it was started for, or (a warm M) parks until given one."""
+        p = m.nextp
+        m.nextp = None
+        if p is None:
+            return self._park_idle(m)
+        m.p = p
+        p.m = m
+        return True
+
+    def acquire_p(self, m: M) -> bool:
+        """Get any P (after a system call gave ours away), parking if none is free."""
+        with self.lock:
+            if self.take_idle_p_locked(m) is not None:
+                return True
+            if self.stopping:
+                return False
+            self.idle_ms.append(m)
+        return m.park_until_p()
+
+    def retire(self, m: M, p: P) -> None:
+        """``p`` is retiring (the pool shrank): its M hands it back."""
+        with self.lock:
+            m.p = None
+            self.put_idle_p_locked(p)  # a retiring P is dropped there
+
+    # --- idle lists and wake-ups ------------------------------------------------------
 
     def wakep(self) -> None:
         """Start a spinning M on an idle P, if there is one and nobody spins yet."""
@@ -82,6 +404,12 @@ class Scheduler:
                 self.nmspinning -= 1
                 self.idle_ps.append(p)
 
+    def _new_m_locked(self) -> M:
+        m = self._make_m(self, next(self._mids))
+        self.all_ms.append(m)
+        self.threads_created += 1
+        return m
+
     def _startm_locked(self, p: P, spinning: bool) -> bool:
         """Give ``p`` to an idle M (or a new one); ``False`` if the thread cap is reached."""
         p.status = P_RUNNING
@@ -95,16 +423,12 @@ class Scheduler:
             if len(self.all_ms) >= self.max_threads:
                 p.status = P_IDLE
                 return False
-            m = self._make_m(self, next(self._mids))
+            m = self._new_m_locked()
             m.nextp = p
             m.spinning = spinning
             p.m = m
-            self.all_ms.append(m)
-            self.threads_created += 1
             m.start()
-        monitor = self.monitor
-        if monitor is not None:
-            monitor.kick_if_asleep()
+        self.monitor.kick_if_asleep()
         return True
 
     def take_idle_p_locked(self, m: M) -> P | None:
@@ -133,7 +457,112 @@ class Scheduler:
         p.status = P_IDLE
         self.idle_ps.append(p)
 
-    # --- elastic pool ------------------------------------------------------------------
+    def has_work(self) -> bool:
+        """Whether any queue holds a runnable task (racy; for decisions that re-check)."""
+        if self.global_queue:
+            return True
+        return any(p.runq or p.runnext is not None for p in self.procs)
+
+    def random_victims(self, me: P) -> list[P]:
+        """Every other P, starting at a random one (the steal order); with placement
+        groups, the thief's own group first."""
+        procs = self.procs  # a snapshot: resize() replaces the list, never mutates it
+        n = len(procs)
+        if n == 1:
+            return []
+        start = self.rng.randrange(n)
+        order = [procs[(start + i) % n] for i in range(n) if procs[(start + i) % n] is not me]
+        if self.groups > 1:  # stable: the random order holds within each part
+            order.sort(key=lambda victim: victim.group != me.group)
+        return order
+
+    # --- system calls and waits that block a thread -------------------------------------
+
+    def entersyscall(self, m: M, g: Task, *, park: bool) -> P:
+        """``g`` on ``m`` starts a blocking call: the P stays reserved for ``m`` unless
+        the monitor retakes it after the threshold.
+
+        ``park``: ``g`` waits on another task (a future, a join, a channel): if
+        work is queued, the P is handed off at once instead (Go parks such a
+        goroutine and its P moves on).
+        """
+        p = m.p
+        assert p is not None
+        g.state = _SYSCALL
+        record_syscall(g, SyscallState.PREPARE)
+        m.in_syscall = True
+        p.syscall_since = _now()
+        p.status = P_SYSCALL
+        if park and self.wants_p(p):
+            with self.lock:
+                if p.status == P_SYSCALL and p.m is m:
+                    self.handoff_locked(p)
+        self.monitor.kick_if_asleep()
+        record_syscall(g, SyscallState.BLOCKED)
+        return p
+
+    def exitsyscall(self, m: M, g: Task, p: P) -> bool:
+        """Back from the call: reacquire ``p`` if still reserved, else any idle P
+        (``True``), or report that none is free (``m.p`` is then ``None``)."""
+        record_syscall(g, SyscallState.RESUMED)
+        m.in_syscall = False
+        with self.lock:
+            if p.status == P_SYSCALL and p.m is m:
+                p.status = P_RUNNING
+                q: P | None = p
+            else:
+                q = self.take_idle_p_locked(m)
+        if q is not None:
+            m.p = q
+            g.state = _RUNNING
+            record_syscall(g, SyscallState.IDLE)
+            return True
+        m.p = None
+        record_syscall(g, SyscallState.READY)
+        return False
+
+    def exitsyscall_here(self, m: M, g: Task, p: P) -> None:
+        """End of a blocking section in a plain callable: wait on this thread for a P.
+
+        The callable's frame lives on this thread, so the task cannot move: the
+        M waits for a P rather than queueing the task.
+        """
+        if self.exitsyscall(m, g, p):
+            return
+        with self.lock:
+            q = self.take_idle_p_locked(m)
+            if q is None:
+                self.p_waiters.append(m)
+        if q is None:
+            m.park_until_p()
+        g.state = _RUNNING
+        record_syscall(g, SyscallState.IDLE)
+
+    def wants_p(self, p: P) -> bool:
+        """Whether someone could use ``p`` now: tasks queued (on it or globally), or
+        an M back from a system call waiting for any P (racy; re-checked under the lock)."""
+        return bool(p.runq or p.runnext is not None or self.global_queue or self.p_waiters)
+
+    def handoff_locked(self, p: P) -> None:
+        """Take ``p`` from its M blocked in a system call and put it to work."""
+        p.status = P_IDLE
+        p.m = None
+        self.handoffs += 1
+        if p.retiring:
+            self._drop_locked(p)
+            return
+        has_work = bool(p.runq) or p.runnext is not None or bool(self.global_queue)
+        if has_work and self._startm_locked(p, spinning=False):
+            return
+        self.put_idle_p_locked(p)
+
+    # --- the elastic pool -----------------------------------------------------------------
+
+    def set_groups(self, groups: int) -> None:
+        """Assign Ps round-robin to ``groups`` placement groups."""
+        self.groups = groups
+        for p in self.procs:
+            p.group = p.id % groups
 
     def resize(self, n: int) -> None:
         """Grow to or shrink towards ``n`` Ps.  Busy Ps leave at their M's next check."""
@@ -146,12 +575,14 @@ class Scheduler:
                 self._next_pid += len(fresh)
                 self.procs = [*self.procs, *fresh]
                 self.idle_ps.extend(fresh)
-            else:
+                self.scale_outs += 1
+            elif n < len(active):
                 for p in sorted(active, key=lambda q: q.id)[n:]:
                     p.retiring = True
                     if p in self.idle_ps:
                         self.idle_ps.remove(p)
                         self._drop_locked(p)
+                self.scale_ins += 1
             self.nprocs = n
         self.wakep()
 
@@ -169,54 +600,52 @@ class Scheduler:
         p.m = None
         self.procs = [q for q in self.procs if q is not p]
 
-    def has_work(self) -> bool:
-        """Whether any queue holds a runnable task (racy; for decisions that re-check)."""
-        if self.global_queue:
-            return True
-        return any(p.runq or p.runnext is not None for p in self.procs)
+    # --- lifecycle ----------------------------------------------------------------------------
 
-    # --- system-call hand-off ------------------------------------------------------
+    def submitted(self) -> int:
+        return int(self._created.merged()[0])
 
-    def handoff_locked(self, p: P) -> None:
-        """Retake ``p`` from its M blocked in a system call and put it to work."""
-        p.status = P_IDLE
-        p.m = None
-        self.handoffs += 1
-        if p.retiring:
-            self._drop_locked(p)
-            return
-        has_work = bool(p.runq) or p.runnext is not None or bool(self.global_queue)
-        if has_work and self._startm_locked(p, spinning=False):
-            return
-        self.put_idle_p_locked(p)
+    def completed(self) -> int:
+        return sum(m.completed for m in list(self.all_ms))
 
-    def reacquire_after_syscall(self, m: M, p: P) -> P | None:
-        """An M returns from a system call: its own P if still reserved, else an idle one."""
-        with self.lock:
-            if p.status == P_SYSCALL and p.m is m:
-                p.status = P_RUNNING
-                return p
-            return self.take_idle_p_locked(m)
-
-    # --- lifecycle -------------------------------------------------------------------
-
-    def set_groups(self, groups: int) -> None:
-        """Assign Ps round-robin to ``groups`` placement groups."""
-        self.groups = groups
+    def queued(self) -> list[Task]:
+        """Every task waiting in a run queue (a snapshot)."""
+        tasks = list(self.global_queue)
         for p in self.procs:
-            p.group = p.id % groups
+            tasks.extend(p.runq)
+            if p.runnext is not None:
+                tasks.append(p.runnext)
+        return tasks
 
-    def start_warm(self, n: int) -> None:
-        """Pre-start ``n`` Ms that park idle, so the first tasks skip thread creation."""
+    def close(self, *, cancel_futures: bool) -> None:
+        """Refuse work from outside from now on; finish once every accepted task is done."""
         with self.lock:
-            for _ in range(max(0, min(n, self.max_threads - len(self.all_ms)))):
-                m = self._make_m(self, next(self._mids))
-                self.all_ms.append(m)
-                self.threads_created += 1
-                m.start()
+            self.closing = True
+        if cancel_futures:
+            for task in self.queued():
+                if task.future is not None:
+                    task.future.cancel()  # the M that dequeues it ends it unrun
+        # With nothing running, no M will pass through its slow path to notice.
+        if not any(p.status != P_IDLE for p in self.procs) and not self.has_work():
+            self.maybe_finish()
+        else:
+            self.wakep()
 
-    def stop(self) -> None:
-        """Make every M exit once the queues are empty (they drain first)."""
+    def maybe_finish(self) -> None:
+        """Closing and an M ran out of work: stop once no accepted task is live."""
+        if self.finished.is_set() or self.submitted() - self.completed() > 0:
+            return
+        with self.lock:
+            if self.finished.is_set():
+                return
+            self.finished.set()
+        self._stop_ms()
+        self.monitor.stop()
+        if self.hooks is not None:
+            self.hooks.close()
+
+    def _stop_ms(self) -> None:
+        """Make every M exit (the queues are empty: nothing is live)."""
         with self.lock:
             self.stopping = True
             parked = list(self.idle_ms) + list(self.p_waiters)
@@ -226,15 +655,32 @@ class Scheduler:
             m.nextp = None
             m.unpark()
 
-    def random_victims(self, me: P) -> list[P]:
-        """Every other P, starting at a random one (the steal order); with placement
-        groups, the thief's own group first."""
-        procs = self.procs  # a snapshot: resize() replaces the list, never mutates it
-        n = len(procs)
-        if n == 1:
-            return []
-        start = self.rng.randrange(n)
-        order = [procs[(start + i) % n] for i in range(n) if procs[(start + i) % n] is not me]
-        if self.groups > 1:  # stable: the random order holds within each part
-            order.sort(key=lambda victim: victim.group != me.group)
-        return order
+    def join_threads(self, timeout: float) -> None:
+        """Wait for the Ms to exit (after :attr:`finished`)."""
+        me = threading.current_thread()
+        for m in list(self.all_ms):
+            if m.thread is not me and m.thread.is_alive():
+                m.thread.join(timeout=timeout)
+
+    def stuck(self) -> int:
+        """Live tasks that nothing in the runtime can make progress: none is runnable,
+        running, in a system call or on a timer, yet some are not done (they wait
+        on channels or wait groups).  0 if anything can still move."""
+        if self.has_work() or self.monitor.pending_timers():
+            return 0
+        if any(m.curg is not None or m.in_syscall for m in list(self.all_ms) if not m.exited):
+            return 0
+        return max(self.submitted() - self.completed(), 0)
+
+    def after_fork_in_child(self) -> None:
+        """Only the forking thread exists in the child: refuse work, touch nothing.
+
+        Every M and the monitor are gone, and a lock one of them held at the
+        fork stays held forever: fresh locks, and a runtime that says clearly
+        it cannot run anything (instead of queueing tasks nothing would run).
+        """
+        self.lock = threading.Lock()
+        self.forked = True
+        self.closing = True
+        self.finished = threading.Event()
+        self.finished.set()

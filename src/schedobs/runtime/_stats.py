@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["LatencyCounts", "RuntimeHooks", "RuntimeStats"]
+if TYPE_CHECKING:
+    from ._machine import M
+    from ._sched import Scheduler
+
+__all__ = ["LatencyCounts", "RuntimeHooks", "RuntimeStats", "collect"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,8 @@ class RuntimeStats:
     long_running: int
     threads_created: int
     monitor_ticks: int
-    #: Elastic pool decisions (0 without an :class:`Autoscaler`).
+    #: Times the processor pool grew and shrank (``Runtime.resize``, by hand or
+    #: by an :class:`Autoscaler`).
     scale_outs: int
     scale_ins: int
     #: Schedule latency by the queue the tasks waited in (``global``, ``local``);
@@ -95,3 +100,77 @@ class RuntimeHooks(Protocol):
     def close(self) -> None:
         """The runtime has shut down."""
         ...
+
+
+def collect(sched: Scheduler) -> RuntimeStats:
+    """Read ``sched`` without stopping it (each figure exact, microseconds apart)."""
+    procs = sched.procs
+    ms = list(sched.all_ms)
+    queued_local = sum(p.queued() for p in procs)
+    queued_global = len(sched.global_queue)
+    live_ms = [m for m in ms if not m.exited]
+    syscall = sum(1 for m in live_ms if m.in_syscall)
+    spinning = sum(1 for m in live_ms if m.spinning)
+    running = sum(1 for m in live_ms if m.curg is not None and not m.in_syscall)
+    idle_threads = max(len(live_ms) - syscall - spinning - running, 0)
+    submitted = sched.submitted()
+    completed = sum(m.completed for m in ms)
+    runnable = queued_local + queued_global
+    waiting = max(submitted - completed - runnable - running - syscall, 0)
+    with sched.lock:
+        rejected = dict(sched.rejected)
+    monitor = sched.monitor
+    return RuntimeStats(
+        processors=sched.nprocs,
+        processors_idle=sum(1 for p in procs if p.status == 0 and not p.retiring),
+        threads_running=running,
+        threads_spinning=spinning,
+        threads_syscall=syscall,
+        threads_idle=idle_threads,
+        tasks_runnable=runnable,
+        tasks_running=running,
+        tasks_syscall=syscall,
+        tasks_waiting=waiting,
+        queued_global=queued_global,
+        queued_local=queued_local,
+        submitted=submitted,
+        completed=completed,
+        rejected_queue_full=rejected["queue_full"],
+        rejected_shutdown=rejected["shutdown"],
+        steals=sum(m.steals for m in ms),
+        stolen_tasks=sum(m.stolen for m in ms),
+        handoffs=sched.handoffs,
+        preemptions=sum(m.preemptions for m in ms),
+        preempt_flags=monitor.preempt_flags,
+        long_running=sum(m.long_running for m in ms),
+        threads_created=sched.threads_created,
+        monitor_ticks=monitor.ticks,
+        scale_outs=sched.scale_outs,
+        scale_ins=sched.scale_ins,
+        latency=_latency(sched.latency_bounds, ms),
+    )
+
+
+def _latency(bounds: tuple[int, ...] | None, ms: list[M]) -> dict[str, LatencyCounts]:
+    if bounds is None:
+        return {}
+    n = len(bounds) + 1
+    out: dict[str, LatencyCounts] = {}
+    for source, queue in ((0, "global"), (1, "local")):
+        counts = [0] * n
+        total = 0
+        low = high = None
+        for m in ms:
+            if m.latency_rows is None:
+                continue
+            # A copy first: the M keeps writing; what we read is a consistent
+            # enough prefix and the next read sees the rest.
+            row = list(m.latency_rows[source])
+            for i in range(n):
+                counts[i] += row[i]
+            if sum(row[:n]):
+                total += row[n]
+                low = row[n + 1] if low is None else min(low, row[n + 1])
+                high = row[n + 2] if high is None else max(high, row[n + 2])
+        out[queue] = LatencyCounts(bounds, tuple(counts), total, low or 0, high or 0)
+    return out

@@ -7,16 +7,18 @@ A task is one of three forms, decided once when it is created:
   switch, and ``x = yield op`` performs a runtime operation;
 - a coroutine (from an ``async def``) that awaits the runtime's primitives.
 
-Completion is signalled without a lock per task: a joiner publishes a waiter
-lock first and re-checks the state, the finisher writes the state first and
-then reads the waiters, so one of the two always sees the other (see
-:meth:`Task._finish`).
+Completion (:meth:`Task.finish`) is signalled without a lock per task: a
+joiner publishes a waiter first and re-checks the state, the finisher writes
+the state first and then reads the waiters, so one of the two always sees the
+other.  A task started by ``submit()`` hands its outcome to its future and
+keeps no reference to it: the runtime never keeps a result alive.
 """
 
 from __future__ import annotations
 
 import contextvars
 import enum
+import logging
 import threading
 import time
 import types
@@ -24,7 +26,9 @@ from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["SyscallState", "Task", "TaskState"]
+from ._ops import blocking_wait
+
+__all__ = ["CALLABLE", "COROUTINE", "GENERATOR", "SyscallState", "Task", "TaskState"]
 
 # Task forms.
 CALLABLE = 0
@@ -34,6 +38,9 @@ COROUTINE = 2
 _CO_GENERATOR = 0x20
 _CO_COROUTINE = 0x80
 _CO_ITERABLE_COROUTINE = 0x100
+_CO_SUSPENDABLE = _CO_COROUTINE | _CO_GENERATOR | _CO_ITERABLE_COROUTINE
+
+_log = logging.getLogger("schedobs")
 
 
 class TaskState(enum.IntEnum):
@@ -44,6 +51,10 @@ class TaskState(enum.IntEnum):
     SYSCALL = 2  #: inside a blocking call (see :class:`SyscallState`)
     WAITING = 3  #: parked: sleeping, or waiting on a channel or wait group
     DONE = 4  #: finished (result, exception or cancelled)
+
+
+_DONE = TaskState.DONE
+_RUNNABLE = TaskState.RUNNABLE
 
 
 class SyscallState(enum.IntEnum):
@@ -63,6 +74,12 @@ class SyscallState(enum.IntEnum):
 
 _done_lock = threading.Lock()  # guards waiter lists only (rarely taken)
 _ids = iter(range(1, 1 << 62)).__next__  # atomic under the GIL: a C iterator
+
+
+def reset_after_fork() -> None:
+    """A fresh waiter lock in a forked child (a parent thread may have held it)."""
+    global _done_lock
+    _done_lock = threading.Lock()
 
 
 class Task:
@@ -100,8 +117,8 @@ class Task:
     args: tuple[Any, ...] | None
     kwargs: dict[str, Any] | None
     #: The submitter's context, or None when it was empty: the task then runs in
-    #: a fresh context made at run time, so no long-lived Context object per
-    #: queued task (the garbage collector would traverse each of them).
+    #: its M's clean context, and takes a copy of it only if it sets a variable
+    #: (see :mod:`._machine`), so an untraced task costs no context switch.
     ctx: contextvars.Context | None
     future: Future[Any] | None
     state: TaskState
@@ -112,56 +129,53 @@ class Task:
     coro: Any
     resume: Any
     #: ``coro.send``, bound once (a bound method per step would cost an allocation).
-    send: Callable[[Any], Any]
+    send: Callable[[Any], Any] | None
     throw: BaseException | None
     result_value: Any
     exc: BaseException | None
+    #: ``perf_counter_ns`` when the task last became runnable (instrumented runtimes).
     ready_ns: int
+    #: The queue it waited in: 0 global, 1 local (schedule latency by queue).
     source: int
 
     def __init__(
         self,
-        fn: Callable[..., Any] | None,
+        fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
         ctx: contextvars.Context | None,
         future: Future[Any] | None = None,
-        coro: Any = None,
     ) -> None:
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
         self.ctx = ctx
         self.future = future
-        self.state = TaskState.RUNNABLE
+        self.state = _RUNNABLE
         self.preempt = False
         self.waiters = None
         self.ext = None
-        # Set before they are read: ``source``/``ready_ns`` when queued,
-        # ``result_value``/``exc`` when finished.
-        if coro is None:
-            try:
-                flags = fn.__code__.co_flags  # type: ignore[union-attr]
-            except AttributeError:
-                flags = 0
-            if not flags & (_CO_COROUTINE | _CO_GENERATOR | _CO_ITERABLE_COROUTINE):
-                self.form = CALLABLE
-                return
-            # Create the coroutine/generator now (no code runs until the first
-            # step); the M then only ever steps it, always in this context.
-            if ctx is None:
-                ctx = self.ctx = contextvars.Context()
-            coro = ctx.run(fn, *args, **(kwargs or {}))  # type: ignore[arg-type]
-            self.fn = None
-        elif ctx is None:
-            ctx = self.ctx = contextvars.Context()
+        self.source = 0
+        # result_value/exc are set when finished; ready_ns when queued (if timed).
+        try:
+            flags = fn.__code__.co_flags
+        except AttributeError:
+            flags = 0
+        if not flags & _CO_SUSPENDABLE:
+            self.form = CALLABLE
+            self.fn = fn
+            self.args = args
+            self.kwargs = kwargs
+            return
+        # A generator or coroutine function: calling it runs none of its code,
+        # so the object is made here, outside any context; the M steps it.
+        coro = fn(*args) if kwargs is None else fn(*args, **kwargs)
+        self.fn = self.args = self.kwargs = None
         self.coro = coro
         self.send = coro.send
-        self.form = GENERATOR if isinstance(coro, types.GeneratorType) else COROUTINE
+        self.form = GENERATOR if type(coro) is types.GeneratorType else COROUTINE
         self.resume = None
         self.throw = None
 
-    def _extra(self) -> _Extra:
+    def extra(self) -> _Extra:
+        """The rarely used fields (id, deadline, tenant, system-call times), made on demand."""
         ext = self.ext
         if ext is None:
             ext = self.ext = _Extra()
@@ -170,7 +184,7 @@ class Task:
     @property
     def id(self) -> int:
         """A process-wide task number, given on first use."""
-        ext = self._extra()
+        ext = self.extra()
         if not ext.id:
             ext.id = _ids()
         return ext.id
@@ -187,18 +201,24 @@ class Task:
         ext = self.ext
         return None if ext is None else ext.tenant
 
-    # --- completion (called by the M) ------------------------------------------
+    # --- completion: the one path every task takes (called by its M) --------------
 
-    def _finish(self, value: Any, exc: BaseException | None) -> None:
-        self.result_value = value
-        self.exc = exc
-        self.fn = self.args = self.kwargs = self.coro = None  # free references early
-        if self.form != CALLABLE:
-            del self.send
-        # State first, then the waiters (see the module docstring).
-        self.state = TaskState.DONE
+    def finish(self, value: Any, exc: BaseException | None) -> None:
+        """Record the outcome, resolve the future, wake joiners.
+
+        A task with a future (``submit``) gives the outcome to the future only:
+        the caller holds the future, and nothing of the runtime's holds the result.
+        """
+        self.fn = self.args = self.kwargs = self.coro = self.send = None
         future = self.future
-        if future is not None:
+        if future is None:
+            self.result_value = value
+            self.exc = exc
+            self.state = _DONE  # state first, then the waiters (see the module doc)
+        else:
+            self.future = None
+            self.result_value = self.exc = None
+            self.state = _DONE
             if exc is None:
                 future.set_result(value)
             else:
@@ -206,9 +226,10 @@ class Task:
         if self.waiters is not None:
             self._notify()
 
-    def has_waiters(self) -> bool:
-        """Whether someone registered to be woken (read after writing the state)."""
-        return self.waiters is not None
+    def cancelled_before_start(self) -> None:
+        """The task's future was cancelled while it waited: it ends without running."""
+        self.future = None
+        self.finish(None, None)
 
     def _notify(self) -> None:
         """Wake everyone who registered through :meth:`_add_waiter` (once each)."""
@@ -218,15 +239,13 @@ class Task:
             try:
                 wake()
             except Exception:  # a callback's failure must not break the M
-                import logging
-
-                logging.getLogger("schedobs").exception("task done-callback failed")
+                _log.exception("task done-callback failed")
 
     # --- public handle --------------------------------------------------------------
 
     def done(self) -> bool:
         """Whether the task has finished."""
-        return self.state is TaskState.DONE
+        return self.state is _DONE
 
     def add_done_callback(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` once the task is done (at once if it already is).
@@ -238,7 +257,7 @@ class Task:
 
     def _add_waiter(self, wake: Callable[[], object]) -> bool:
         """Register ``wake``; ``False`` (not registered) if the task is already done."""
-        if self.state is TaskState.DONE:
+        if self.state is _DONE:
             return False
         with _done_lock:
             if self.waiters is None:
@@ -246,7 +265,7 @@ class Task:
             self.waiters.append(wake)
             # Re-check after publishing: the finisher writes the state before
             # reading the waiter list, so one of us sees the other.
-            if self.done():
+            if self.state is _DONE:
                 self.waiters.remove(wake)
                 return False
         return True
@@ -257,17 +276,21 @@ class Task:
                 self.waiters.remove(wake)
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait until the task finishes; ``False`` if ``timeout`` seconds passed first."""
-        if self.state is TaskState.DONE:
+        """Wait until the task finishes; ``False`` if ``timeout`` seconds passed first.
+
+        From inside another task, the waiting task's processor runs other work
+        meanwhile (see :func:`~schedobs.runtime.blocking_wait`).
+        """
+        if self.state is _DONE:
             return True
         waiter = threading.Lock()
         waiter.acquire()
         if not self._add_waiter(waiter.release):
             return True
-        ok = waiter.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        ok = blocking_wait(waiter.acquire, True, -1 if timeout is None else max(timeout, 0.0))
         if not ok:
             self._remove_waiter(waiter.release)
-        return ok or self.done()
+        return ok or self.state is _DONE
 
     def result(self, timeout: float | None = None) -> Any:
         """The task's return value (re-raises its exception); waits like :meth:`join`."""
@@ -332,7 +355,7 @@ def record_syscall(task: Task, state: SyscallState) -> int:
     """Attribute the time since the last transition to the task's current syscall
     state, then enter ``state``.  Returns the time stamp (``perf_counter_ns``)."""
     now = time.perf_counter_ns()
-    ext = task._extra()
+    ext = task.extra()
     old = ext.syscall_state
     if old:
         ext.syscall_ns[old] = ext.syscall_ns.get(old, 0) + now - ext.syscall_mark

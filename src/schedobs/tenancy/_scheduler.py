@@ -41,10 +41,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from schedobs.contract import Registry, SchedulerMetrics
-from schedobs.contract._spec import QUEUE_LENGTH, SCHEDULER_QUEUE, SCHEDULER_TENANT
-from schedobs.runtime import RejectedError, Runtime
-from schedobs.runtime._future import RuntimeFuture
+from schedobs.contract import (
+    QUEUE_LENGTH,
+    SCHEDULER_QUEUE,
+    SCHEDULER_TENANT,
+    Registry,
+    SchedulerMetrics,
+)
+from schedobs.runtime import RejectedError, Runtime, RuntimeFuture
 
 from ._spec import SLA_WEIGHTS, ConstraintError, Limits, Tenant
 
@@ -298,8 +302,9 @@ class TenantScheduler:
                 runner = self._run_generator
             else:
                 runner = self._run
-            self.runtime._spawn(runner, (pool, entry), deadline_ns=entry.deadline_ns,
-                                tenant=pool.spec.name)  # fmt: skip
+            self.runtime.spawn(
+                runner, (pool, entry), deadline_ns=entry.deadline_ns, tenant=pool.spec.name
+            )
 
     def _begin(self, pool: _Pool, entry: _Entry) -> int | None:
         """Start bookkeeping; ``None`` if the task must not run (cancelled, timed out)."""
