@@ -32,8 +32,8 @@ import os
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ._ops import Blocking, Checkpoint, Gosched, Park, Sleep, tls
 from ._task import CALLABLE, SyscallState, Task, TaskState, record_syscall
@@ -245,27 +245,32 @@ class M:
             _check_deadline(g)
         g.state = _RUNNING
         self.curg = g
+        it = g.it
         while True:
-            exc = g.throw
             try:
-                if exc is None:
-                    value = g.resume
-                    if value is not None:
-                        g.resume = None
-                    send = g.send
-                    op = send(value) if ctx is None else ctx.run(send, value)  # type: ignore[misc, arg-type]
+                if it is None:  # the first step: make the generator or coroutine
+                    it = g.start()
+                if g.resume is None and g.throw is None:
+                    # The common resume: by iteration, so the end is the loop's
+                    # else, not an exception (see _task._drive).
+                    if ctx is None:
+                        for op in it:  # noqa: B007 - one resume, then break
+                            break
+                        else:
+                            op = _FINISHED
+                    else:
+                        op = ctx.run(_resume, it)
                 else:
-                    g.throw = None
-                    op = g.coro.throw(exc) if ctx is None else ctx.run(g.coro.throw, exc)
-            except StopIteration as stop:
-                self.curg = None
-                self.completed += 1
-                g.finish(stop.value, None)
-                return dirtied or (ctx is None and dirty() > 0)
+                    op = _send_or_throw(g, ctx)
             except BaseException as error:
                 self.curg = None
                 self.completed += 1
                 g.finish(None, error)
+                return dirtied or (ctx is None and dirty() > 0)
+            if op is _FINISHED:
+                self.curg = None
+                self.completed += 1
+                g.finish(g.result_value, None)
                 return dirtied or (ctx is None and dirty() > 0)
             if ctx is None and dirty():
                 # The task set a context variable in our clean context: it keeps
@@ -337,6 +342,35 @@ class M:
 
     def __repr__(self) -> str:
         return f"<M{self.id} p={self.p.id if self.p else None} spinning={self.spinning}>"
+
+
+_FINISHED: Any = object()  # "the task returned" (its value is in result_value)
+
+
+def _resume(it: Iterator[Any]) -> Any:
+    """One resume by iteration, inside a task's own context (``ctx.run``)."""
+    for op in it:
+        return op
+    return _FINISHED
+
+
+def _send_or_throw(g: Task, ctx: contextvars.Context | None) -> Any:
+    """Resume with a value to deliver or an exception to raise (the rare resumes)."""
+    it = g.it
+    assert it is not None
+    exc = g.throw
+    if exc is not None:
+        g.throw = None
+        fn: Callable[[Any], Any] = it.throw
+        arg: Any = exc
+    else:
+        fn = it.send
+        arg = g.resume
+        g.resume = None
+    try:
+        return fn(arg) if ctx is None else ctx.run(fn, arg)
+    except StopIteration:
+        return _FINISHED
 
 
 def _check_deadline(g: Task) -> None:
