@@ -31,12 +31,14 @@ import contextvars
 import os
 import threading
 import time
-from bisect import bisect_left
-from collections.abc import Callable, Iterator
+import types
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._ops import Blocking, Checkpoint, Gosched, Park, Sleep, tls
-from ._task import CALLABLE, SyscallState, Task, TaskState, record_syscall
+from ._latency import LatencyRecorder
+from ._ops import GOSCHED, Blocking, Checkpoint, Park, Sleep, tls
+from ._runqueue import LOCAL_CAPACITY
+from ._task import SyscallState, Task, TaskState, record_syscall
 
 if TYPE_CHECKING:
     from ._processor import P
@@ -44,10 +46,10 @@ if TYPE_CHECKING:
 
 __all__ = ["M"]
 
+_RUNNABLE = TaskState.RUNNABLE
 _RUNNING = TaskState.RUNNING
 _WAITING = TaskState.WAITING
 _now = time.perf_counter_ns
-_NO_MIN = 1 << 62  # "no observation yet" for the min slot
 
 
 def _pin(cpu: int) -> None:
@@ -68,7 +70,7 @@ class M:
         "exited",
         "id",
         "in_syscall",
-        "latency_rows",
+        "latency",
         "long_running",
         "nextp",
         "p",
@@ -96,13 +98,9 @@ class M:
         self.stolen = 0
         self.preemptions = 0
         self.long_running = 0
-        #: Schedule latency counted by this M, per source (0 global, 1 local):
-        #: bucket counts, then sum, min and max in ns.  Written only by this M.
-        self.latency_rows: tuple[list[int], list[int]] | None = None
+        #: Schedule latency counted by this M (instrumented runtimes only).
         bounds = sched.latency_bounds
-        if bounds is not None:
-            n = len(bounds) + 1
-            self.latency_rows = ([0] * n + [0, _NO_MIN, 0], [0] * n + [0, _NO_MIN, 0])
+        self.latency = LatencyRecorder(bounds) if bounds is not None else None
         self._park = threading.Lock()
         self._park.acquire()
         self.thread = threading.Thread(target=self._main, name=f"{sched.name}-M{mid}", daemon=True)
@@ -143,6 +141,8 @@ class M:
                     if not clean.run(self._schedule, clean.__len__):
                         break
         finally:
+            if self.latency is not None:
+                self.latency.fold()
             self.exited = True
             self.curg = None
             tls.m = None
@@ -152,22 +152,25 @@ class M:
         one), ``False`` when the runtime stops.  ``dirty()``: variables set in it."""
         sched = self.sched
         gq = sched.global_queue
+        latency = self.latency
+        record = latency.record if latency is not None else None
         timed = sched.timed
-        rows = self.latency_rows
-        bounds = sched.latency_bounds
-        nb = len(bounds) + 1 if bounds is not None else 0  # index of the sum slot
         now = _now
         step = self.step
         value = future = ctx = kwargs = None
         while True:
             p = self.p
             if p is None:  # a system call gave our P away
+                if latency is not None:
+                    latency.fold()  # before we may go idle
                 if not sched.acquire_p(self):
                     return False
                 continue
             tick = p.schedtick = p.schedtick + 1
             g: Task | None = None
             if tick % 61 == 0:
+                if latency is not None:
+                    latency.fold()
                 if p.retiring:  # the pool shrank: hand this P back, find another
                     sched.retire(self, p)
                     continue
@@ -184,22 +187,15 @@ class M:
                         # Keep nothing of the last task while we may park: its
                         # result belongs to its caller alone.
                         value = future = ctx = kwargs = None
+                        if latency is not None:
+                            latency.fold()
                         g = sched.find_runnable(self)
                         if g is None:
                             return False
-            if timed:
-                # Inlined histogram update (a call would cost a quarter more);
-                # this is the only place latency is counted.
-                d = now() - g.ready_ns
-                row = rows[g.source]  # type: ignore[index]
-                row[bisect_left(bounds, d)] += 1  # type: ignore[arg-type]
-                row[nb] += d
-                if d < row[nb + 1]:
-                    row[nb + 1] = d
-                if d > row[nb + 2]:
-                    row[nb + 2] = d
-            if g.form != CALLABLE:
-                if step(g, dirty):
+            if record is not None:  # instrumented: the only place latency is taken
+                record[g.source](now() - g.ready_ns)
+            if g.form:  # a generator or coroutine (CALLABLE is 0)
+                if step(g, dirty, sched, timed):
                     return True
                 continue
             # A plain callable: this is the one place one runs.
@@ -232,10 +228,10 @@ class M:
 
     # --- coroutine and generator tasks ------------------------------------------------------
 
-    def step(self, g: Task, dirty: Callable[[], int]) -> bool:
+    def step(self, g: Task, dirty: Callable[[], int], sched: Scheduler, timed: bool) -> bool:
         """Step ``g`` until it parks, re-queues or ends.  ``True`` if it dirtied
-        this M's clean context (see the module doc; ``dirty()`` measures it)."""
-        sched = self.sched
+        this M's clean context (see the module doc; ``dirty()`` measures it).
+        ``sched`` and ``timed`` are the loop's (arguments cost less than lookups)."""
         ctx = g.ctx
         dirtied = False
         ext = g.ext
@@ -248,8 +244,9 @@ class M:
         it = g.it
         while True:
             try:
-                if it is None:  # the first step: make the generator or coroutine
-                    it = g.start()
+                if it is None:  # the first step: the driver makes the coroutine
+                    it = g.it = drive(g, g.fn, g.args or (), g.kwargs)  # type: ignore[arg-type]
+                    g.fn = g.args = g.kwargs = None
                 if g.resume is None and g.throw is None:
                     # The common resume: by iteration, so the end is the loop's
                     # else, not an exception (see _task._drive).
@@ -277,14 +274,30 @@ class M:
                 # a copy as its own; we start over in a fresh one afterwards.
                 g.ctx = ctx = contextvars.copy_context()
                 dirtied = True
-            kind = type(op)
-            if op is None or kind is Gosched:
+            if op is None or op is GOSCHED:  # a yield (the singleton: no type() call)
                 self.curg = None
                 if g.preempt:
                     sched.preempt(self, g)
+                    return dirtied
+                # A yield: the tail of our own P's local queue (the M owns that
+                # tail, as Go's runqput), or the global queue if it is full;
+                # Go's Gosched always goes global, the local tail keeps the task
+                # near its cache, and only the yielding task leaves a full queue
+                # (moving half of it would churn on every yield).
+                g.state = _RUNNABLE
+                q = self.p.runq  # type: ignore[union-attr]
+                if len(q) < LOCAL_CAPACITY:
+                    if timed:  # source and ready_ns are read only when timed
+                        g.source = 1
+                        g.ready_ns = _now()
+                    q.append(g)
                 else:
-                    sched.requeue(g, self.p)  # type: ignore[arg-type]
+                    if timed:
+                        g.source = 0
+                        g.ready_ns = _now()
+                    sched.global_queue.append(g)
                 return dirtied
+            kind = type(op)
             if kind is Checkpoint:
                 if g.preempt:
                     self.curg = None
@@ -345,6 +358,26 @@ class M:
 
 
 _FINISHED: Any = object()  # "the task returned" (its value is in result_value)
+
+
+@types.coroutine
+def drive(
+    task: Task, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None
+) -> Generator[Any, Any, None]:
+    """What an M resumes for a generator or coroutine task.
+
+    Its first resume calls ``fn`` (which runs none of the task's code, only
+    makes the generator or coroutine; wrong arguments raise here, into the
+    task).  The task's return value lands in ``result_value`` and the driver
+    itself returns ``None``, so an M that resumes it with a ``for`` loop sees
+    the end without a ``StopIteration``: in CPython a caught exception costs a
+    traceback and a frame object for the catching frame, ~0.3–0.7 µs per task,
+    more than the rest of its scheduling.  ``yield from`` passes every
+    operation, sent value and thrown exception through unchanged
+    (``types.coroutine`` lets it delegate to a coroutine).
+    """
+    coro = fn(*args) if kwargs is None else fn(*args, **kwargs)
+    task.result_value = yield from coro
 
 
 def _resume(it: Iterator[Any]) -> Any:

@@ -20,6 +20,7 @@ import math
 import threading
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -59,39 +60,36 @@ def current_m() -> M | None:
 
 
 # The markers are awaitable themselves, so ``await gosched()`` in a coroutine
-# and ``yield gosched()`` in a generator hand the M the same object.  Those
-# whose resume value is always None await through a tuple iterator (pure C, no
-# generator object per await).
+# and ``yield gosched()`` in a generator hand the M the same object.  The two
+# singletons await through a C callable (``partial(iter, (marker,))``, looked up
+# by the ``await`` slot without binding), so a switch runs no Python frame of
+# ours: ~25 ns of a ~0.5 µs switch.
 
 
 class Gosched:
     """Marker: re-queue me and run something else."""
 
-    __slots__ = ("_once",)
+    __slots__ = ()
+    if TYPE_CHECKING:  # for type checkers; the real one is set below
 
-    def __init__(self) -> None:
-        self._once = (self,)
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return iter(self._once)  # type: ignore[return-value]  # a tuple iterator suffices
+        def __await__(self) -> Generator[Any, None, None]: ...
 
 
 GOSCHED = Gosched()
+Gosched.__await__ = partial(iter, (GOSCHED,))  # type: ignore[method-assign]
 
 
 class Checkpoint:
     """Marker: switch only if the monitor asked for preemption."""
 
-    __slots__ = ("_once",)
+    __slots__ = ()
+    if TYPE_CHECKING:  # for type checkers; the real one is set below
 
-    def __init__(self) -> None:
-        self._once = (self,)
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return iter(self._once)  # type: ignore[return-value]  # a tuple iterator suffices
+        def __await__(self) -> Generator[Any, None, None]: ...
 
 
 CHECKPOINT = Checkpoint()
+Checkpoint.__await__ = partial(iter, (CHECKPOINT,))  # type: ignore[method-assign]
 
 
 class Sleep:

@@ -2,11 +2,13 @@
 
 Ms (threads) and the monitor never move tasks or processors themselves; they
 call the operations here, as trio's run loop calls ``Runner.reschedule`` and
-``task_exited``.  Each rule therefore lives in one place::
+``task_exited``.  Each rule therefore lives in one place.  The one thing an M
+does itself is what Go's M does with ``runqput`` on its own P: it owns the
+tail of the local queue of the P it holds, so a task that yields is queued
+there by the M (see ``M.step``)::
 
     submit ─────────────► global queue (outside) / runnext (from a running task)
     make_runnable ──────► runnext of the waker's P, else the global queue
-    requeue (a yield) ──► the tail of the local queue, global when it is full
     preempt ────────────► the global queue
     find_runnable ──────► global batch ─► steal half ─► release the P ─► park
     entersyscall / exitsyscall / handoff_locked: the P of a blocked M moves on
@@ -157,31 +159,26 @@ class Scheduler:
         """Accept a new task: the global queue from outside, or next on the P of the
         running task that starts it (Go's ``newproc``: ``runnext``, for locality)."""
         m = tls.m
-        if m is not None and m.sched is self and m.curg is not None:
-            # A task of ours starting another is part of accepted work: allowed
-            # while shutdown drains (fan-out code keeps working), not after.
-            if self.finished.is_set():
-                self.refuse_closed()
-            self._count_created()
-            self.make_runnable(g, m)
-            return
-        if self.closing:
+        inside = m is not None and m.curg is not None and m.sched is self
+        # A task of ours starting another is part of accepted work: allowed
+        # while shutdown drains (fan-out code keeps working), not after.
+        if self.closing and not (inside and not self.finished.is_set()):
             self.refuse_closed()
         gq = self.global_queue
-        if self.max_queued is not None and len(gq) >= self.max_queued:
+        if not inside and self.max_queued is not None and len(gq) >= self.max_queued:
             self.refuse("queue_full", f"the global queue holds {self.max_queued} tasks")
-        self._count_created()
+        try:
+            self._created_local.row[0] += 1
+        except AttributeError:
+            self._created.new_row()[0] += 1
+        if inside:
+            self.make_runnable(g, m)
+            return
         if self.timed:
             g.ready_ns = _now()
         gq.append(g)
         if self.idle_ps and not self.nmspinning:
             self.wakep()
-
-    def _count_created(self) -> None:
-        try:
-            self._created_local.row[0] += 1
-        except AttributeError:
-            self._created.new_row()[0] += 1
 
     def refuse(self, reason: str, message: str) -> None:
         """Count a refusal by its contract reason and raise :class:`RejectedError`."""
@@ -241,26 +238,6 @@ class Scheduler:
             g.source = 0
             self.global_queue.append(g)
         self.wakep()
-
-    def requeue(self, g: Task, p: P) -> None:
-        """``g`` yielded: the tail of ``p``'s local queue, or the global queue if full.
-
-        Go's ``Gosched`` always goes global; the local tail keeps a yielding task
-        near its cache, and a full queue sends only the yielding task away
-        (moving half the queue would churn on every yield).
-        """
-        g.state = _RUNNABLE
-        q = p.runq
-        if len(q) < LOCAL_CAPACITY:
-            if self.timed:  # source and ready_ns are read only when timed
-                g.source = 1
-                g.ready_ns = _now()
-            q.append(g)
-        else:
-            if self.timed:
-                g.source = 0
-                g.ready_ns = _now()
-            self.global_queue.append(g)
 
     def preempt(self, m: M, g: Task) -> None:
         """The monitor flagged ``g`` and it reached a yield point: the global queue (as Go)."""

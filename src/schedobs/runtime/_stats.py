@@ -161,11 +161,11 @@ def _latency(bounds: tuple[int, ...] | None, ms: list[M]) -> dict[str, LatencyCo
         total = 0
         low = high = None
         for m in ms:
-            if m.latency_rows is None:
+            if m.latency is None:
                 continue
             # A copy first: the M keeps writing; what we read is a consistent
             # enough prefix and the next read sees the rest.
-            row = list(m.latency_rows[source])
+            row = list(m.latency.rows[source])
             for i in range(n):
                 counts[i] += row[i]
             if sum(row[:n]):

@@ -21,7 +21,6 @@ import enum
 import logging
 import threading
 import time
-import types
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from typing import Any
@@ -125,8 +124,8 @@ class Task:
     waiters: list[Callable[[], object]] | None
     ext: _Extra | None
     form: int
-    #: The generator or coroutine, wrapped in :func:`_drive`: what the M resumes
-    #: (None until the first step, see :meth:`start`).
+    #: What the M resumes: the generator or coroutine inside the M's driver
+    #: (None until the first step).
     it: Generator[Any, Any, None] | None
     #: A value to send in at the next resume (None: resume by iteration).
     resume: Any
@@ -165,21 +164,14 @@ class Task:
             self.form = CALLABLE
             return
         # A generator or coroutine function.  The object is made by the M at the
-        # first step (start()): a queued task then holds no generator, and a
-        # short one's generator dies young, which CPython's collector does not
-        # count (a backlog of live generators made go() 4x slower through GC).
+        # first step (see _machine.drive): a queued task then holds no
+        # generator, and a short one's generator dies young, which CPython's
+        # collector does not count (a backlog of live generators made go() 4x
+        # slower through GC).
         self.form = GENERATOR if flags & _CO_GENERATOR else COROUTINE
         self.it = None
         self.resume = None
         self.throw = None
-
-    def start(self) -> Generator[Any, Any, None]:
-        """The driver the M resumes (made at the first step; see :func:`_drive`)."""
-        fn = self.fn
-        assert fn is not None
-        it = self.it = _drive(self, fn, self.args or (), self.kwargs)
-        self.fn = self.args = self.kwargs = None
-        return it
 
     def extra(self) -> _Extra:
         """The rarely used fields (id, deadline, tenant, system-call times), made on demand."""
@@ -340,26 +332,6 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.state.name}>"
-
-
-@types.coroutine
-def _drive(
-    task: Task, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None
-) -> Generator[Any, Any, None]:
-    """What an M resumes for a generator or coroutine task.
-
-    Its first resume calls ``fn`` (which runs none of the task's code, only
-    makes the generator or coroutine; wrong arguments raise here, into the
-    task).  The task's return value lands in ``result_value`` and the driver
-    itself returns ``None``, so an M that resumes it with a ``for`` loop sees
-    the end without a ``StopIteration``: in CPython a caught exception costs a
-    traceback and a frame object for the catching frame, ~0.3–0.7 µs per task,
-    more than the rest of its scheduling.  ``yield from`` passes every
-    operation, sent value and thrown exception through unchanged
-    (``types.coroutine`` lets it delegate to a coroutine).
-    """
-    coro = fn(*args) if kwargs is None else fn(*args, **kwargs)
-    task.result_value = yield from coro
 
 
 class _Extra:
