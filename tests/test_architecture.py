@@ -91,7 +91,7 @@ PUBLIC = {
     },
     "schedobs.testing": {
         "Fault", "GrpcOtlpReceiver", "HttpOtlpReceiver", "OtlpPoint", "OtlpReceiver",
-        "latest_points",
+        "latest_points", "wait_all_tasks_blocked",
     },
 }  # fmt: skip
 
@@ -131,3 +131,64 @@ def test_versions_agree() -> None:
 
 def test_typed_package() -> None:
     assert (SRC / "py.typed").exists()
+
+
+# Private names of the standard library that we use on purpose, and why.
+_ALLOWED_FOREIGN_PRIVATE = {
+    "_register_atexit": "threading's exit hook, the one concurrent.futures uses (runtime/_process)",
+    "_base": "concurrent.futures._base: the Future states RuntimeFuture extends",
+    "_invoke_callbacks": "the standard Future's own method, called from the RuntimeFuture subclass",
+    "_getframe": "sys._getframe",
+    "_set_collect_callback": (
+        "the OTel SDK has no public MetricProducer (open-telemetry/opentelemetry-python#4768): "
+        "the bridge's one workaround, feature-detected under issue #12"
+    ),
+    "_preferred_temporality": "an SDK MetricExporter's preference: no public getter (issue #12)",
+    "_preferred_aggregation": "an SDK MetricExporter's preference: no public getter (issue #12)",
+}
+
+
+def _own_private_names(tree: ast.Module) -> set[str]:
+    """Underscore names a module defines itself: functions, classes, attributes it assigns."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)  # __slots__ entries, dict keys
+    return names
+
+
+@pytest.mark.parametrize("package", ["runtime", "tenancy", "export", "contract", "adapters"])
+def test_no_module_reaches_another_modules_private_members(package: str) -> None:
+    """A ``x._name`` access (x not self/cls) must name something the same module defines."""
+    found: list[str] = []
+    for path in (SRC / package).rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        own = _own_private_names(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            attr = node.attr
+            if not attr.startswith("_") or attr.startswith("__"):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            if attr not in own and attr not in _ALLOWED_FOREIGN_PRIVATE:
+                found.append(f"{path.relative_to(SRC)}:{node.lineno} reaches {attr!r}")
+    assert not found, "private members of another module:\n" + "\n".join(found)
+
+
+def test_no_package_imports_another_packages_private_module() -> None:
+    for path in SRC.rglob("*.py"):
+        package = path.relative_to(SRC).parts[0]
+        for module in _imports(path):
+            parts = module.split(".")
+            if parts[0] != "schedobs" or len(parts) < 3:
+                continue
+            if parts[1] != package and parts[2].startswith("_"):
+                raise AssertionError(f"{path.relative_to(SRC)} imports private {module}")

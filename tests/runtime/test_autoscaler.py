@@ -31,7 +31,10 @@ def test_resize_grows_and_shrinks_without_losing_tasks() -> None:
             rt.go(work, i)
         rt.resize(4)
         assert rt.procs == 4
-        time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while rt.stats().processors - rt.stats().processors_idle < 2:  # the new Ps took work
+            assert time.monotonic() < deadline, rt.stats()
+            time.sleep(0.001)
         rt.resize(1)  # busy Ps retire at their next check; their queues move to global
         assert rt.procs == 1
         rt.shutdown(wait=True)

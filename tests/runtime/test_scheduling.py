@@ -8,6 +8,7 @@ import time
 from schedobs.runtime import (
     Runtime,
     SyscallState,
+    Task,
     blocking,
     checkpoint,
     go,
@@ -15,6 +16,7 @@ from schedobs.runtime import (
     sleep,
     syscall,
 )
+from schedobs.testing import wait_all_tasks_blocked
 
 
 def test_the_global_queue_is_never_starved(rt1: Runtime) -> None:
@@ -46,14 +48,11 @@ def test_idle_processors_steal_from_a_busy_one(rt: Runtime) -> None:
         with lock:
             done.append(i)
 
-    def parent() -> None:
-        for i in range(200):
-            go(child, i)  # from inside a task: onto this P's runnext and local queue
+    def parent() -> list[Task]:
+        return [go(child, i) for i in range(200)]  # onto this P's runnext and local queue
 
-    rt.submit(parent).result(timeout=5)
-    deadline = time.monotonic() + 10
-    while len(done) < 200 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    for task in rt.submit(parent).result(timeout=5):
+        assert task.join(timeout=10)
     assert sorted(done) == list(range(200))
     stats = rt.stats()
     assert stats.steals > 0
@@ -80,7 +79,7 @@ def test_a_blocking_call_hands_its_processor_to_the_other_tasks(rt1: Runtime) ->
     assert finished_at["others"] < finished_at["blocker"]
     assert rt1.stats().handoffs >= 1
     times = b.syscall_times()
-    assert 0.4 < times["BLOCKED"] < 2.0
+    assert times["BLOCKED"] >= 0.49  # the whole call; no upper bound on a shared machine
     assert b.syscall_state is SyscallState.IDLE
 
 
@@ -117,16 +116,18 @@ def test_long_running_tasks_are_flagged_and_yield() -> None:
     rt = Runtime(procs=1, preempt_after=0.01)
     try:
         order: list[str] = []
+        started = threading.Event()
 
         async def hog() -> None:
+            started.set()
             end = time.monotonic() + 0.2
             while time.monotonic() < end:
                 await checkpoint()  # a no-op unless the monitor flagged us
             order.append("hog")
 
         h = rt.go(hog)
-        time.sleep(0.02)
-        quick = rt.go(lambda: order.append("quick"))
+        assert started.wait(5)
+        quick = rt.go(lambda: order.append("quick"))  # queued behind the running hog
         h.join(timeout=5)
         quick.join(timeout=5)
         assert order == ["quick", "hog"]
@@ -152,13 +153,14 @@ def test_sleeping_tasks_hold_no_thread(rt1: Runtime) -> None:
         await sleep(0.2)
         return time.monotonic() - t0
 
-    started = time.monotonic()
     tasks = [rt1.go(nap) for _ in range(100)]
+    stats = wait_all_tasks_blocked(rt1)
+    # All 100 asleep at once on timers, on one P, with no thread held by any.
+    assert stats.tasks_waiting == 100
+    assert stats.threads_running == 0
+    assert stats.threads_created == 1
     slept = [t.result(timeout=5) for t in tasks]
-    elapsed = time.monotonic() - started
     assert min(slept) >= 0.19
-    assert elapsed < 1.5  # 100 sleeps of 0.2 s overlap on one P
-    assert rt1.stats().threads_created == 1
 
 
 def test_generators_can_perform_operations(rt: Runtime) -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from schedobs.contract import LATENCY_BOUNDARIES_MS, Registry, estimate_quantile
+from schedobs.contract import Registry
 from schedobs.runtime import RejectedError, Runtime, checkpoint
 from schedobs.tenancy import ConstraintError, Limits, Tenant, TenantScheduler
 
@@ -22,24 +22,33 @@ def _scheduler(rt: Runtime, registry: Registry, *tenants: Tenant, **kw) -> Tenan
     return TenantScheduler(rt, tenants, registry=registry, **kw)
 
 
-def test_saturating_tenants_get_shares_within_5_percent_of_their_weights(
-    rt: Runtime, registry: Registry
+def test_backlogged_tenants_are_served_in_proportion_to_their_weights(
+    rt1: Runtime, registry: Registry
 ) -> None:
+    # One processor, one task in flight: the order in which tasks start is the
+    # fair-queueing order.  The precision (within 5 % of the weights, measured
+    # over seconds) is bench_tenancy's; this checks the mechanism, by count.
     ts = _scheduler(
-        rt,
+        rt1,
         registry,
-        Tenant("gold", sla="gold", max_running=4),
-        Tenant("silver", sla="silver", max_running=4),
-        Tenant("bronze", sla="bronze", max_running=4),
+        Tenant("gold", sla="gold"),
+        Tenant("silver", sla="silver"),
+        Tenant("bronze", sla="bronze"),
     )
-    futures = [ts.submit(t, spin) for _ in range(2000) for t in ("gold", "silver", "bronze")]
-    time.sleep(1.2)  # the workload itself: keep every tenant backlogged for a while
-    stats = ts.stats()
-    total = sum(s.service_s for s in stats.values())
+    started: list[str] = []
+
+    def work(tenant: str) -> None:
+        started.append(tenant)
+        spin(0.5)  # equal work: a share of starts is a share of processor time
+
+    futures = [ts.submit(t, work, t) for _ in range(100) for t in ("gold", "silver", "bronze")]
+    for f in futures[:180]:
+        f.result(timeout=30)
+    first = started[:180]  # every tenant still backlogged (100 submitted each)
+    counts = {t: first.count(t) for t in ("gold", "silver", "bronze")}
+    assert counts["gold"] > counts["silver"] > counts["bronze"], counts
     for name, weight in (("gold", 3), ("silver", 2), ("bronze", 1)):
-        share = stats[name].service_s / total
-        assert abs(share - weight / 6) <= 0.05 * weight / 6, (name, share)
-        assert stats[name].queued > 0  # still saturating
+        assert abs(counts[name] / 180 - weight / 6) < 0.25 * weight / 6, counts  # FIFO: 1/3 each
     ts.shutdown(wait=False)
     for f in futures:
         f.cancel()
@@ -57,21 +66,29 @@ def test_a_bronze_flood_does_not_starve_or_delay_gold(rt: Runtime, registry: Reg
         Tenant("gold", sla="gold", max_running=2),
         Tenant("bronze", sla="bronze", max_running=2, max_queued=50_000, hard_limit=100_000),
     )
-    flood = [ts.submit("bronze", spin, 0.5) for _ in range(5000)]
-    for _ in range(30):
-        ts.submit("gold", spin, 0.2).result(timeout=5)
-    # Gold's schedule latency as the scheduler measured it (submit → start):
-    # it waits for a bronze task in flight to finish, not for the 2.5 s flood.
-    (gold,) = [
+    bronze_started = [0]
+
+    def bronze() -> None:
+        bronze_started[0] += 1
+        spin(0.5)
+
+    def gold(at_submit: int) -> int:
+        return bronze_started[0] - at_submit  # bronze tasks that started in between
+
+    flood = [ts.submit("bronze", bronze) for _ in range(5000)]
+    overtaken = [ts.submit("gold", gold, bronze_started[0]).result(timeout=5) for _ in range(30)]
+    # Gold never waits behind the queued flood: at most the bronze tasks already
+    # dispatched (one window: 2 processors) start between its submission and its
+    # start.  How long that takes in milliseconds is bench_tenancy's figure.
+    assert max(overtaken) <= 2, overtaken
+    (point,) = [
         p
         for snap in registry.collect()
         for p in snap.points
         if snap.spec.name == "scheduler.schedule.latency"
         and dict(p.attributes).get("scheduler.tenant") == "gold"
     ]
-    assert gold.count == 30  # type: ignore[union-attr]
-    p99 = estimate_quantile(0.99, LATENCY_BOUNDARIES_MS, gold.bucket_counts)  # type: ignore[union-attr]
-    assert p99 < 25.0, p99  # ms
+    assert point.count == 30  # type: ignore[union-attr]
     assert sum(not f.done() for f in flood) > 1000  # the flood was still there
     ts.shutdown(wait=False)
     for f in flood:
@@ -110,8 +127,9 @@ def test_admission_refuses_at_95_percent_of_the_hard_limit_and_drops_nothing(
 def test_queue_full_and_shutdown_refusals(rt: Runtime, registry: Registry) -> None:
     ts = _scheduler(rt, registry, Tenant("t", max_queued=3, max_running=1))
     gate = threading.Event()
-    first = ts.submit("t", gate.wait, 5)
-    time.sleep(0.05)
+    running = threading.Event()
+    first = ts.submit("t", lambda: (running.set(), gate.wait(5)))
+    assert running.wait(5)  # the first task holds the tenant's only slot
     queued = [ts.submit("t", int) for _ in range(3)]
     with pytest.raises(RejectedError) as info:
         ts.submit("t", int)
@@ -151,7 +169,7 @@ def test_timeouts_cancel_at_the_next_checkpoint(rt: Runtime, registry: Registry)
     gate = threading.Event()
     blockers = [ts.submit("t", gate.wait, 5) for _ in range(2)]
     late = ts.submit("t", int, timeout_s=0.01)
-    time.sleep(0.05)
+    time.sleep(0.05)  # the scenario: its deadline passes while it waits in the queue
     gate.set()
     with pytest.raises(TimeoutError, match="while it was queued"):
         late.result(timeout=5)
@@ -194,7 +212,7 @@ def test_tenant_churn_under_load_loses_no_task(rt: Runtime, registry: Registry) 
         t.start()
     for i in range(20):
         ts.add_tenant(Tenant("come-and-go", sla="gold" if i % 2 else "bronze", max_running=2))
-        time.sleep(0.01)
+        time.sleep(0.01)  # the scenario: the tenant takes load for a moment before it goes
         ts.update_tenant(Tenant("stay", sla="silver" if i % 2 else "gold", max_running=3))
         assert ts.remove_tenant("come-and-go", wait=True, timeout=10)
     stop.set()

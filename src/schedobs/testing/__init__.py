@@ -1,7 +1,9 @@
 """Helpers for testing code instrumented with schedobs.
 
 Real OTLP receivers (gRPC and HTTP) on loopback that decode what exporters
-send, and a decoder of received metric requests into plain values.
+send, a decoder of received metric requests into plain values, and
+:func:`wait_all_tasks_blocked`, which waits for a runtime to go quiet where a
+test would otherwise sleep.
 
 Example::
 
@@ -17,6 +19,7 @@ Example::
 
 from ._decode import OtlpPoint, latest_points
 from ._otlp_receiver import Fault, GrpcOtlpReceiver, HttpOtlpReceiver, OtlpReceiver
+from ._quiet import wait_all_tasks_blocked
 
 __all__ = [
     "Fault",
@@ -25,4 +28,5 @@ __all__ = [
     "OtlpPoint",
     "OtlpReceiver",
     "latest_points",
+    "wait_all_tasks_blocked",
 ]
