@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ._latency import LatencyRecorder
 from ._ops import GOSCHED, Blocking, Checkpoint, Park, Sleep, tls
 from ._runqueue import LOCAL_CAPACITY
+from ._sched import RESCAN
 from ._task import SyscallState, Task, TaskState, record_syscall
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ class M:
         timed = sched.timed
         now = _now
         step = self.step
-        value = future = ctx = kwargs = None
+        value = future = ctx = kwargs = found = None
         while True:
             p = self.p
             if p is None:  # a system call gave our P away
@@ -186,12 +187,15 @@ class M:
                     except IndexError:
                         # Keep nothing of the last task while we may park: its
                         # result belongs to its caller alone.
-                        value = future = ctx = kwargs = None
+                        value = future = ctx = kwargs = found = None
                         if latency is not None:
                             latency.fold()
-                        g = sched.find_runnable(self)
-                        if g is None:
+                        found = sched.find_runnable(self)
+                        if found is None:
                             return False
+                        if found is RESCAN:  # a P again: its own queues first
+                            continue
+                        g = found
             if record is not None:  # instrumented: the only place latency is taken
                 record[g.source](now() - g.ready_ns)
             if g.form:  # a generator or coroutine (CALLABLE is 0)

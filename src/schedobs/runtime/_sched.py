@@ -31,6 +31,7 @@ The fast paths (running the next task, submitting) never take it.
 
 from __future__ import annotations
 
+import enum
 import itertools
 import logging
 import random
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from ._machine import M
     from ._runtime import Runtime
 
-__all__ = ["RejectedError", "Scheduler"]
+__all__ = ["RESCAN", "RejectedError", "Rescan", "Scheduler"]
 
 _now = time.perf_counter_ns
 _RUNNABLE = TaskState.RUNNABLE
@@ -61,6 +62,15 @@ _RUNNING = TaskState.RUNNING
 _WAITING = TaskState.WAITING
 _SYSCALL = TaskState.SYSCALL
 _log = logging.getLogger("schedobs")
+
+
+class Rescan(enum.Enum):
+    """``find_runnable``'s answer when the M holds a P again: look at its queues first."""
+
+    RESCAN = 0
+
+
+RESCAN = Rescan.RESCAN
 
 
 class RejectedError(RuntimeError):
@@ -263,65 +273,63 @@ class Scheduler:
             self._reset_spinning(m)
         return g
 
-    def find_runnable(self, m: M) -> Task | None:
-        """Global queue, then stealing, then release the P and park.  ``None``: stop."""
-        while True:
-            p = m.p
-            assert p is not None
-            # The P's own work first: after parking, this may be a P handed off
-            # from a blocked M with tasks still on it (Go's M returns to schedule()).
-            g = p.runnext
-            if g is not None:
-                p.runnext = None
-            else:
-                try:
-                    g = p.runq.popleft()
-                except IndexError:
-                    g = take_batch(self.global_queue, p.runq, max(self.nprocs, 1))
-            if g is not None:
-                if m.spinning:
-                    self._reset_spinning(m)
-                return g
-            if not m.spinning:
-                busy = self.nprocs - len(self.idle_ps)
-                if 2 * self.nmspinning < busy:
-                    with self.lock:
-                        self.nmspinning += 1
-                    m.spinning = True
+    def find_runnable(self, m: M) -> Task | Rescan | None:
+        """One search after ``m``'s P ran dry: the global queue, then stealing; with
+        nothing found, release the P, re-check, park.
+
+        Returns a task to run; :data:`RESCAN` when ``m`` holds a P again (maybe
+        another one, handed off with tasks on it), whose own queues the caller
+        must look at first, as Go's M goes back to ``schedule()``; or ``None``
+        when the runtime stops.
+        """
+        p = m.p
+        assert p is not None
+        g = take_batch(self.global_queue, p.runq, max(self.nprocs, 1))
+        if g is not None:
             if m.spinning:
-                for victim in self.random_victims(p):
-                    before = len(p.runq)
-                    g = steal_half(victim.runq, p.runq)
-                    if g is not None:
-                        m.steals += 1
-                        m.stolen += 1 + len(p.runq) - before
-                        self._reset_spinning(m)
-                        return g
-            with self.lock:
-                if self.global_queue:
-                    continue
-                self.put_idle_p_locked(p)
-                m.p = None
-                was_spinning = m.spinning
-                if was_spinning:
-                    m.spinning = False
-                    self.nmspinning -= 1
-            # Closing: the last M to go idle finishes the runtime.  Checked after
-            # the P is released, so close() (which sets the flag, then looks for
-            # busy Ps) and this M cannot both miss each other.
-            if self.closing:
-                self.maybe_finish()
-            # The P is released: a submitter that saw no idle P a moment ago did
-            # not wake anyone, so look once more before sleeping.
-            if self.has_work():
+                self._reset_spinning(m)
+            return g
+        if not m.spinning:
+            busy = self.nprocs - len(self.idle_ps)
+            if 2 * self.nmspinning < busy:
                 with self.lock:
-                    if not self.stopping and self.take_idle_p_locked(m) is not None:
-                        if was_spinning:
-                            self.nmspinning += 1
-                            m.spinning = True
-                        continue
-            if not self._park_idle(m):
-                return None
+                    self.nmspinning += 1
+                m.spinning = True
+        if m.spinning:
+            for victim in self.random_victims(p):
+                before = len(p.runq)
+                g = steal_half(victim.runq, p.runq)
+                if g is not None:
+                    m.steals += 1
+                    m.stolen += 1 + len(p.runq) - before
+                    self._reset_spinning(m)
+                    return g
+        with self.lock:
+            if self.global_queue:
+                return Rescan.RESCAN  # arrived meanwhile: keep the P, search again
+            self.put_idle_p_locked(p)
+            m.p = None
+            was_spinning = m.spinning
+            if was_spinning:
+                m.spinning = False
+                self.nmspinning -= 1
+        # Closing: the last M to go idle finishes the runtime.  Checked after the
+        # P is released, so close() (which sets the flag, then looks for busy Ps)
+        # and this M cannot both miss each other.
+        if self.closing:
+            self.maybe_finish()
+        # The P is released: a submitter that saw no idle P a moment ago did not
+        # wake anyone, so look once more before sleeping.
+        if self.has_work():
+            with self.lock:
+                if not self.stopping and self.take_idle_p_locked(m) is not None:
+                    if was_spinning:
+                        self.nmspinning += 1
+                        m.spinning = True
+                    return Rescan.RESCAN
+        if not self._park_idle(m):
+            return None
+        return Rescan.RESCAN
 
     def _reset_spinning(self, m: M) -> None:
         """A spinning M found work: stop spinning; if it was the last, wake another."""
