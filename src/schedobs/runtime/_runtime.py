@@ -153,10 +153,14 @@ class Runtime(Executor):
             pin_cpus=cpus,
             groups=groups,
         )
-        _process.register(self._sched)
         if _process.interpreter_exiting():
-            self._sched.closing = True  # too late to run anything: submissions raise
-        self._sched.start(warm_threads)
+            # Too late to run anything (and Python 3.12+ starts no thread now):
+            # a runtime that starts no thread, finished, whose submissions raise.
+            self._sched.closing = True
+            self._sched.finished.set()
+        else:
+            _process.register(self._sched)
+            self._sched.start(warm_threads)
         if hooks is not None:
             hooks.bind(self.stats)
 

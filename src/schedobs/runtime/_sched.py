@@ -412,7 +412,17 @@ class Scheduler:
             m.nextp = p
             m.spinning = spinning
             p.m = m
-            m.start()
+            try:
+                m.start()
+            except RuntimeError:
+                # Python 3.12+ refuses new threads once the interpreter is
+                # finalizing (our exit drain runs then): as at the thread cap,
+                # the Ms that exist take the work.
+                self.all_ms.remove(m)
+                self.threads_created -= 1
+                p.m = None
+                p.status = P_IDLE
+                return False
         self.monitor.kick_if_asleep()
         return True
 
