@@ -8,8 +8,9 @@ The schedule loop, per round (Go's ``schedule``/``findRunnable``)::
 
 The loop owns no scheduling rule: it takes the next task, counts its schedule
 latency, runs it, and calls the scheduler for everything that moves a task
-(``requeue``, ``preempt``, ``sleep``, ``make_runnable``, system calls) and
-``Task.finish`` to end it.
+(``find_runnable``, ``preempt``, ``sleep``, ``make_runnable``, system calls) and
+``Task.finish`` to end it.  The one thing it does itself is Go's ``runqput`` on
+its own P: a task that yields goes to the tail of that P's local queue.
 
 Executing a task: a plain callable runs to completion; a generator or
 coroutine is stepped until it yields an operation (see :mod:`._ops`), which
@@ -253,7 +254,7 @@ class M:
                     g.fn = g.args = g.kwargs = None
                 if g.resume is None and g.throw is None:
                     # The common resume: by iteration, so the end is the loop's
-                    # else, not an exception (see _task._drive).
+                    # else, not an exception (see drive below).
                     if ctx is None:
                         for op in it:  # noqa: B007 - one resume, then break
                             break
