@@ -22,12 +22,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Real components written by others (DESIGN §7): the Prometheus server, and
-# CPython's own test_concurrent_futures (run against Runtime) from Debian's
+# Real components written by others (DESIGN §7): the Prometheus server, chrony
+# (an NTP server the tests start on a loopback port, never touching the clock),
+# and CPython's own test_concurrent_futures (run against Runtime) from Debian's
 # libpython3.11-testsuite.  Installed only when missing.
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	[ -x /usr/sbin/chronyd ] || missing="$$missing chrony"; \
 	[ -f /usr/lib/python3.11/test/test_concurrent_futures.py ] || missing="$$missing libpython3.11-testsuite"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -35,6 +37,7 @@ system-deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@prometheus --version 2>&1 | head -n 1
+	@/usr/sbin/chronyd --version
 	@ls /usr/lib/python3.11/test/test_concurrent_futures.py
 
 demo: $(STAMP)

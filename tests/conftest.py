@@ -8,6 +8,7 @@ from schedobs.contract import Registry
 from schedobs.runtime import Runtime
 from schedobs.testing import GrpcOtlpReceiver, HttpOtlpReceiver
 
+from ._chrony_server import ChronyServer
 from ._prometheus_server import PrometheusServer
 
 
@@ -21,6 +22,16 @@ def registry() -> Registry:
 def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
     """The real Debian Prometheus server on a free loopback port (one per session)."""
     server = PrometheusServer(tmp_path_factory.mktemp("prometheus"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def chrony_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChronyServer]:
+    """Debian's chronyd as an NTP server on a free loopback port (never touches the clock)."""
+    server = ChronyServer(tmp_path_factory.mktemp("chrony"))
     try:
         yield server
     finally:

@@ -70,9 +70,9 @@ PUBLIC = {
         "check_prometheus_text",
     },
     "schedobs.clock": {
-        "ClockCorrector", "ClockEstimate", "ClockProber", "ClockServer", "Edge",
-        "NetworkSolution", "OffsetEstimator", "ProtocolError", "Sample", "SpanPairAdjuster",
-        "host_of_span", "shift_span", "solve_network",
+        "ClockCorrector", "ClockEstimate", "ClockProber", "ClockServer", "Edge", "KissOfDeathError",
+        "NetworkSolution", "NtpError", "NtpKey", "OffsetEstimator", "ProtocolError", "Sample",
+        "SpanPairAdjuster", "UnsynchronisedError", "host_of_span", "shift_span", "solve_network",
     },
     "schedobs.export": {
         "DEFAULT_PROMETHEUS", "SCOPE", "ExportSettings", "RewritingMetricExporter",

@@ -4,7 +4,8 @@ Convention: ``offset = reference − local``; a local timestamp ``t`` is
 corrected as ``t + offset(t)``.  :class:`OffsetEstimator` tracks offset and
 frequency from NTP-style four-timestamp samples; :func:`solve_network` makes
 many pairwise estimates consistent; the probe protocol (``schedobs clock
-serve`` and :class:`ClockProber`) measures; :class:`ClockCorrector` rewrites
+serve`` and :class:`ClockProber`) or any NTP server (NTPv4 client mode,
+:class:`NtpKey` for symmetric keys) measures; :class:`ClockCorrector` rewrites
 span and metric timestamps before export.
 """
 
@@ -12,6 +13,7 @@ from ._adjuster import SpanPairAdjuster, host_of_span
 from ._correction import ClockCorrector, shift_span
 from ._estimator import ClockEstimate, OffsetEstimator, Sample
 from ._network import Edge, NetworkSolution, solve_network
+from ._ntp import KissOfDeathError, NtpError, NtpKey, UnsynchronisedError
 from ._prober import ClockProber
 from ._protocol import ProtocolError
 from ._server import ClockServer
@@ -22,11 +24,15 @@ __all__ = [
     "ClockProber",
     "ClockServer",
     "Edge",
+    "KissOfDeathError",
     "NetworkSolution",
+    "NtpError",
+    "NtpKey",
     "OffsetEstimator",
     "ProtocolError",
     "Sample",
     "SpanPairAdjuster",
+    "UnsynchronisedError",
     "host_of_span",
     "shift_span",
     "solve_network",
