@@ -91,26 +91,57 @@ def _cmd_clock_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_ntp_key(path: str | None) -> str | None:
+    """The first key line of a chrony/ntpd key file (``1 SHA256 HEX:…``)."""
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                return line
+    raise ValueError(f"{path} holds no key line (like '1 SHA256 HEX:…')")
+
+
 def _cmd_clock_probe(args: argparse.Namespace) -> int:
     import socket
+    import time
 
     from schedobs.clock import ClockProber, OffsetEstimator
 
+    ntp = args.reference.startswith("ntp://")
+    # NTP servers rate-limit clients: one query every 2 s unless told otherwise.
+    interval = args.interval if args.interval is not None else (2.0 if ntp else 0.0)
+    count = args.count if args.count is not None else (4 if ntp else 8)
     try:
         estimator = OffsetEstimator()
-        prober = ClockProber(args.reference, estimator, key=_read_key(args.key_file))
+        key = _read_ntp_key(args.key_file) if ntp else _read_key(args.key_file)
+        prober = ClockProber(args.reference, estimator, key=key)
     except (OSError, ValueError) as exc:
         print(f"schedobs clock probe: {exc}", file=sys.stderr)
         return 2
     family = socket.AF_INET6 if ":" in prober.reference[0] else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.connect(prober.reference)
-        for _ in range(args.count):
+        for i in range(count):
+            if i and interval:
+                time.sleep(interval)
             prober.probe_once(sock)
+            if prober.refused:
+                break
+    if prober.refused:
+        print(f"refused by {args.reference}: kiss-o'-death {prober.refused}")
+        return 1
     estimate = estimator.estimate()
     if estimate is None:
+        extra = ""
+        if prober.kisses:
+            extra = ", kiss-o'-death " + ", ".join(sorted(prober.kisses))
+        if prober.unsynchronised:
+            extra += ", the server is not synchronised"
         print(
-            f"no valid reply from {args.reference} ({prober.lost} lost, {prober.spoofed} dropped)"
+            f"no valid reply from {args.reference} "
+            f"({prober.lost} lost, {prober.spoofed} dropped{extra})"
         )
         return 1
     print(
@@ -170,9 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--key-file", default=None, help="file holding a shared key (>= 16 bytes)")
     serve.set_defaults(func=_cmd_clock_serve)
     probe = clock_sub.add_parser("probe", help="measure this host against a reference server")
-    probe.add_argument("reference", help="host:port of the reference server")
-    probe.add_argument("--count", type=int, default=8)
-    probe.add_argument("--key-file", default=None)
+    probe.add_argument(
+        "reference", help="ntp://host[:port] of an NTP server, or host:port of schedobs clock serve"
+    )
+    probe.add_argument("--count", type=int, default=None, help="probes (default: NTP 4, else 8)")
+    probe.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help="seconds between probes (default: NTP 2, else 0)",
+    )
+    probe.add_argument(
+        "--key-file",
+        default=None,
+        help="NTP: a chrony/ntpd key file (its first key line); host:port: a shared key",
+    )
     probe.set_defaults(func=_cmd_clock_probe)
     return parser
 

@@ -137,3 +137,43 @@ def test_key_lines_as_chrony_and_ntpd_write_them() -> None:
     ):
         with pytest.raises(ValueError, match=error):
             NtpKey.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("reference", "parsed"),
+    [
+        ("ntp://time.example", ("ntp", "time.example", 123)),
+        ("ntp://169.254.169.123", ("ntp", "169.254.169.123", 123)),
+        ("ntp://127.0.0.1:11123", ("ntp", "127.0.0.1", 11123)),
+        ("ntp://[::1]", ("ntp", "::1", 123)),
+        ("ntp://[fd00::1]:1234/", ("ntp", "fd00::1", 1234)),
+        ("127.0.0.1:7123", ("schedobs", "127.0.0.1", 7123)),
+        ("[::1]:7123", ("schedobs", "::1", 7123)),
+    ],
+)
+def test_references_name_an_ntp_server_or_a_schedobs_server(
+    reference: str, parsed: tuple[str, str, int]
+) -> None:
+    from schedobs.clock._prober import parse_reference
+
+    assert parse_reference(reference) == parsed
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "ntp://",
+        "ntp://:123",
+        "ntp://host:0",
+        "ntp://[::1",
+        "http://host:80",
+        "host",
+        "host:99999",
+        ":7123",
+    ],
+)
+def test_malformed_references_are_refused_with_the_expected_forms(reference: str) -> None:
+    from schedobs.clock._prober import parse_reference
+
+    with pytest.raises(ValueError, match="look"):
+        parse_reference(reference)

@@ -56,3 +56,91 @@ def test_a_wrong_key_gets_no_time(chrony_server: ChronyServer) -> None:
     wrong = NtpKey(3, "SHA256", b"not the secret chrony was given!")
     with _connected(chrony_server) as sock, pytest.raises(TimeoutError):
         query(sock, key=wrong, timeout=0.5)  # chrony drops it; nothing unsigned is believed
+
+
+def _skewed_clock(skew_ns: int = 37_000_000, ppm: int = 40):  # type: ignore[no-untyped-def]
+    t0 = time.time_ns()
+
+    def clock() -> int:
+        now = time.time_ns()
+        return now + skew_ns + (now - t0) * ppm // 1_000_000
+
+    return clock
+
+
+def test_the_prober_measures_through_ntp(chrony_server: ChronyServer) -> None:
+    from schedobs.clock import ClockProber, OffsetEstimator
+
+    clock = _skewed_clock()
+    estimator = OffsetEstimator()
+    prober = ClockProber(f"ntp://{chrony_server.address}", estimator, clock_ns=clock)
+    with _connected(chrony_server) as sock:
+        for _ in range(5):
+            assert prober.probe_once(sock)
+    estimate = estimator.estimate(at_ns=clock())
+    assert estimate is not None and prober.samples == 5
+    truth = time.time_ns() - clock()  # reference − local
+    assert abs(estimate.offset_ns - truth) < 200_000  # loopback: tens of µs
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue #11: the ridge prior holds the frequency near 0 ppm, so with a 40 ppm drift the "
+    "error grows past the reported uncertainty (measured: +39 µs against σ 12 µs after 30 probes)",
+)
+def test_the_estimate_converges_within_its_reported_uncertainty(
+    chrony_server: ChronyServer,
+) -> None:
+    from schedobs.clock import ClockProber, OffsetEstimator
+
+    clock = _skewed_clock()
+    estimator = OffsetEstimator()
+    prober = ClockProber(f"ntp://{chrony_server.address}", estimator, clock_ns=clock)
+    with _connected(chrony_server) as sock:
+        for _ in range(30):
+            prober.probe_once(sock)
+            time.sleep(0.05)
+    estimate = estimator.estimate(at_ns=clock())
+    truth = time.time_ns() - clock()
+    assert estimate is not None
+    assert abs(estimate.offset_ns - truth) <= 3 * estimate.uncertainty_ns
+
+
+def test_configure_uses_an_ntp_reference(chrony_server: ChronyServer) -> None:
+    import schedobs
+
+    from .._prometheus_server import poll
+
+    telemetry = schedobs.configure(
+        "ntp-client",
+        prometheus=None,
+        otlp_endpoint=None,
+        set_global=False,
+        clock_reference=f"ntp://{chrony_server.address}",
+        clock_key=chrony_server.keys["SHA256"],
+        clock_interval=0.05,
+    )
+    try:
+        assert telemetry.clock is not None
+        poll(lambda: telemetry.clock.estimator.estimate(), 10.0, "an NTP estimate")  # type: ignore[union-attr]
+        assert telemetry.clock.prober.lost == 0
+    finally:
+        telemetry.shutdown(timeout=5)
+
+
+def test_the_cli_probes_an_ntp_server_with_a_key_file(
+    chrony_server: ChronyServer, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    key = chrony_server.keys["SHA1"]
+    key_file = tmp_path / "chrony.keys"
+    key_file.write_text(f"# a chrony key file\n{key.key_id} SHA1 HEX:{key.secret.hex()}\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "schedobs", "clock", "probe", f"ntp://{chrony_server.address}",
+         "--count", "3", "--interval", "0.05", "--key-file", str(key_file)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "offset" in out.stdout and "3 samples" in out.stdout

@@ -1,10 +1,17 @@
 """The background prober: measures this host's clock against a reference server.
 
-Every ``interval`` seconds it sends a small burst of probes (one at a time,
-each waiting at most ``timeout``) and feeds every valid exchange to the
-estimator; the estimator's delay weighting picks the good ones.  It runs on its
-own daemon thread and never blocks the application: readers only ever see the
-estimator's latest fit.
+The reference is any NTP server, ``"ntp://host[:port]"`` (chrony, ntpd, a
+cloud's time service; NTPv4 client mode, see :mod:`._ntp`), or a schedobs
+probe server, ``"host:port"`` (``schedobs clock serve``, for networks without
+one).  Every ``interval`` seconds it probes — one request to an NTP server
+(servers rate-limit clients; more only if ``burst`` says so), a small burst to
+a schedobs server — each waiting at most ``timeout``, and feeds every valid
+exchange to the estimator.  It runs on its own daemon thread and never blocks
+the application: readers only ever see the estimator's latest fit.
+
+An NTP server's kiss-o'-death is honoured and logged: ``RATE`` doubles the
+interval (up to 17 minutes); ``DENY`` and ``RSTR`` stop the prober.  Replies
+from an unsynchronised server (leap alarm, stratum 16) are never used.
 
 A local wall-clock step (an NTP daemon or an operator setting the clock) is
 detected directly: ``time.time_ns() − time.monotonic_ns()`` jumps by more than
@@ -22,24 +29,77 @@ import time
 from collections.abc import Callable
 
 from ._estimator import OffsetEstimator
+from ._ntp import KissOfDeathError, NtpKey, UnsynchronisedError, query
 from ._protocol import MAX_DATAGRAM, ProtocolError, Response, decode, encode_request
 
-__all__ = ["ClockProber"]
+__all__ = ["ClockProber", "parse_reference"]
 
 _log = logging.getLogger("schedobs")
+_NTP_PORT = 123
+_MAX_INTERVAL_S = 1024.0  # NTP's largest poll (2**10 s): where RATE back-off stops
+
+
+def _host_port(value: str, default_port: int | None) -> tuple[str, int] | None:
+    """``host[:port]`` (an IPv6 host in brackets) → ``(host, port)``, or ``None`` if malformed."""
+    port: int | None = default_port
+    if value.startswith("["):
+        host, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+            return None
+        if rest:
+            port = int(rest[1:])
+    elif ":" in value:
+        host, _, port_text = value.rpartition(":")
+        if not port_text.isdigit():
+            return None
+        port = int(port_text)
+    else:
+        host = value
+    if not host or port is None or not 0 < port < 65536:
+        return None
+    return host, port
+
+
+def parse_reference(value: str) -> tuple[str, str, int]:
+    """``"ntp://host[:port]"`` → ``("ntp", host, port)`` (port 123 by default);
+    ``"host:port"`` → ``("schedobs", host, port)``; ``ValueError`` otherwise."""
+    if not isinstance(value, str):
+        raise TypeError(f"clock reference must be a str, got {type(value).__name__}")
+    if value.startswith("ntp://"):
+        address = _host_port(value[len("ntp://") :].rstrip("/"), _NTP_PORT)
+        if address is None:
+            raise ValueError(f"an NTP reference looks like 'ntp://time.example:123', got {value!r}")
+        return ("ntp", *address)
+    if "://" in value:
+        scheme = value.partition("://")[0]
+        raise ValueError(
+            f"clock reference scheme {scheme!r} is not supported: it must look like "
+            f"'ntp://time.example' or '127.0.0.1:7123', got {value!r}"
+        )
+    address = _host_port(value, None)
+    if address is None:
+        raise ValueError(
+            "clock reference must look like 'ntp://time.example' or '127.0.0.1:7123', "
+            f"got {value!r}"
+        )
+    return ("schedobs", *address)
 
 
 def parse_address(value: str) -> tuple[str, int]:
     """``"host:port"`` (``"[::1]:123"`` for IPv6) → ``(host, port)``; ``ValueError`` otherwise."""
-    host, sep, port = value.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"clock reference must look like '127.0.0.1:7123', got {value!r}")
-    return host, int(port)
+    _, host, port = parse_reference(value)
+    return host, port
 
 
 class ClockProber:
-    """Probes ``reference`` (``"host:port"``) and keeps ``estimator`` current."""
+    """Probes ``reference`` and keeps ``estimator`` current.
+
+    ``reference``: ``"ntp://host[:port]"`` for an NTP server or ``"host:port"``
+    for a schedobs probe server.  ``key``: for NTP, an :class:`NtpKey` or a
+    chrony/ntpd key line (``"1 SHA256 HEX:…"``); for a schedobs server, the
+    shared secret (bytes, >= 16).  ``burst``: probes per interval (NTP: 1,
+    schedobs: 3 by default).
+    """
 
     def __init__(
         self,
@@ -47,22 +107,37 @@ class ClockProber:
         estimator: OffsetEstimator,
         *,
         interval: float = 5.0,
-        burst: int = 3,
+        burst: int | None = None,
         timeout: float = 1.0,
-        key: bytes | None = None,
+        key: bytes | NtpKey | str | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
         step_threshold_ns: int = 1_000_000,
     ) -> None:
-        self.reference = parse_address(reference)
+        self.protocol, host, port = parse_reference(reference)
+        self.reference = (host, port)
+        if burst is None:
+            burst = 1 if self.protocol == "ntp" else 3
         if not interval > 0 or not timeout > 0 or burst < 1:
             raise ValueError("interval and timeout must be > 0 and burst >= 1")
-        if key is not None and (not isinstance(key, bytes) or len(key) < 16):
-            raise ValueError("key must be bytes of at least 16 bytes")
+        self._ntp_key: NtpKey | None = None
+        self._key: bytes | None = None
+        if self.protocol == "ntp":
+            if isinstance(key, str):
+                key = NtpKey.parse(key)
+            if key is not None and not isinstance(key, NtpKey):
+                raise ValueError(
+                    "an ntp:// reference takes an NtpKey or a key line such as "
+                    "'1 SHA256 HEX:…' (as in chrony's keyfile), not raw bytes"
+                )
+            self._ntp_key = key
+        else:
+            if key is not None and (not isinstance(key, bytes) or len(key) < 16):
+                raise ValueError("a host:port reference takes a key of at least 16 bytes")
+            self._key = key
         self.estimator = estimator
         self._interval = interval
         self._burst = burst
         self._timeout = timeout
-        self._key = key
         self._clock = clock_ns
         self._step = step_threshold_ns
         self._stop = threading.Event()
@@ -78,6 +153,18 @@ class ClockProber:
         self.local_steps = 0
         #: Round-trip time of the last exchange, ns (0 before any).
         self.last_rtt_ns = 0
+        #: NTP kiss-o'-death codes received, by code.
+        self.kisses: dict[str, int] = {}
+        #: Replies from a server that is not synchronised itself (not used).
+        self.unsynchronised = 0
+        #: The code with which an NTP server refused us (DENY, RSTR): probing stopped.
+        self.refused: str | None = None
+        self._warned: set[str] = set()
+
+    @property
+    def interval(self) -> float:
+        """Seconds between probes (grows when an NTP server answers RATE)."""
+        return self._interval
 
     def start(self) -> ClockProber:
         self._thread.start()
@@ -90,6 +177,59 @@ class ClockProber:
 
     def probe_once(self, sock: socket.socket) -> bool:
         """One exchange on ``sock``; ``True`` if it produced a sample."""
+        if self.protocol == "ntp":
+            return self._probe_ntp(sock)
+        return self._probe_schedobs(sock)
+
+    def _add(self, t1: int, t2: int, t3: int, t4: int) -> bool:
+        try:
+            self.estimator.add_sample(t1, t2, t3, t4)
+        except (TypeError, ValueError):
+            return False  # counted by the estimator
+        self.samples += 1
+        self.last_rtt_ns = t4 - t1
+        return True
+
+    def _warn_once(self, what: str, message: str, *args: object) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            _log.warning(message, *args)
+
+    def _probe_ntp(self, sock: socket.socket) -> bool:
+        try:
+            t1, t2, t3, t4, _reply = query(
+                sock, key=self._ntp_key, clock_ns=self._clock, timeout=self._timeout
+            )
+        except (TimeoutError, OSError):
+            self.lost += 1
+            return False
+        except KissOfDeathError as kiss:
+            self.kisses[kiss.code] = self.kisses.get(kiss.code, 0) + 1
+            if kiss.stop:
+                self.refused = kiss.code
+                self._stop.set()
+                _log.error(
+                    "NTP server %s:%d refused us (kiss-o'-death %s): clock probing stopped",
+                    *self.reference, kiss.code,
+                )  # fmt: skip
+            elif kiss.code == "RATE":
+                self._interval = min(self._interval * 2, _MAX_INTERVAL_S)
+                _log.warning(
+                    "NTP server %s:%d asked us to slow down (RATE): probing every %.0f s",
+                    *self.reference, self._interval,
+                )  # fmt: skip
+            else:
+                self._warn_once(kiss.code, "NTP server %s:%d sent kiss-o'-death %s",
+                                *self.reference, kiss.code)  # fmt: skip
+            return False
+        except UnsynchronisedError:
+            self.unsynchronised += 1
+            self._warn_once("unsynchronised", "NTP server %s:%d is not synchronised itself: "
+                            "its replies are not used", *self.reference)  # fmt: skip
+            return False
+        return self._add(t1, t2, t3, t4)
+
+    def _probe_schedobs(self, sock: socket.socket) -> bool:
         self._seq = (self._seq + 1) & 0xFFFFFFFFFFFFFFFF
         seq = self._seq
         t1 = self._clock()
@@ -119,13 +259,7 @@ class ClockProber:
             if not isinstance(message, Response) or message.seq != seq or message.t1 != t1:
                 self.spoofed += 1  # a stale or forged reply: keep waiting for ours
                 continue
-            try:
-                self.estimator.add_sample(t1, message.t2, message.t3, t4)
-            except (TypeError, ValueError):
-                return False  # counted by the estimator
-            self.samples += 1
-            self.last_rtt_ns = t4 - t1
-            return True
+            return self._add(t1, message.t2, message.t3, t4)
 
     def _run(self) -> None:
         family = socket.AF_INET6 if ":" in self.reference[0] else socket.AF_INET
@@ -148,4 +282,4 @@ class ClockProber:
             except OSError as exc:
                 self.lost += 1
                 _log.debug("clock probe failed: %s", exc)
-            self._stop.wait(self._interval)
+            self._stop.wait(self._interval)  # grows on RATE; a refusal sets _stop

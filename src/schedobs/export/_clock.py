@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 
-from schedobs.clock import ClockCorrector, ClockProber, OffsetEstimator
+from schedobs.clock import ClockCorrector, ClockProber, NtpKey, OffsetEstimator
 from schedobs.contract import CLOCK_OFFSET, CLOCK_PROBE_RTT, CLOCK_UNCERTAINTY
 
 __all__ = ["ClockCompensation"]
@@ -24,7 +24,12 @@ class ClockCompensation:
 
     @classmethod
     def create(
-        cls, reference: str, *, key: bytes | None, interval: float, max_adjust: float
+        cls,
+        reference: str,
+        *,
+        key: bytes | NtpKey | str | None,
+        interval: float,
+        max_adjust: float,
     ) -> ClockCompensation:
         if not (isinstance(max_adjust, (int, float)) and max_adjust > 0):
             raise ValueError(

@@ -21,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from schedobs.clock import NtpKey
 from schedobs.contract import REGISTRY, Registry
 
 from ._accounting import SpanAccounting
@@ -215,7 +216,7 @@ def configure(
     timestamp_rewriter: TimestampRewriter | None = None,
     metric_readers: Sequence[MetricReader] = (),
     clock_reference: str | None = None,
-    clock_key: bytes | None = None,
+    clock_key: bytes | NtpKey | str | None = None,
     clock_interval: float = 5.0,
     clock_max_adjust: float = 1.0,
     set_global: bool = True,
@@ -252,12 +253,16 @@ def configure(
             before OTLP export (clock compensation plugs in here).
         metric_readers: additional readers (for example an in-memory reader in
             tests); they get the contract metrics too.
-        clock_reference: ``"host:port"`` of a reference clock server (``schedobs
-            clock serve``).  Enables clock compensation: a background prober
+        clock_reference: the reference clock: ``"ntp://host[:port]"`` for any NTP
+            server (chrony, ntpd, a cloud's time service such as
+            ``ntp://169.254.169.123``), or ``"host:port"`` of ``schedobs clock
+            serve``.  Enables clock compensation: a background prober
             estimates this host's offset and drift, and every span and metric
             timestamp is corrected before OTLP export.  Exclusive with
             ``timestamp_rewriter``.
-        clock_key: shared key (>= 16 bytes) authenticating probes and replies.
+        clock_key: authenticates probes and replies: for NTP an
+            :class:`~schedobs.clock.NtpKey` or a key line as in chrony's keyfile
+            (``"1 SHA256 HEX:…"``); for ``host:port`` a shared key (>= 16 bytes).
         clock_interval: seconds between probe bursts.
         clock_max_adjust: largest correction applied, in seconds (clamped beyond).
         set_global: install the providers as the OpenTelemetry globals.

@@ -1,0 +1,111 @@
+"""The prober against NTP servers that kiss or are not synchronised (a fault-injecting
+responder: Debian's chrony 4.3 drops rate-limited requests and never sends a kiss)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from schedobs.clock import ClockProber, NtpKey, OffsetEstimator
+from schedobs.clock._ntp import to_ntp
+
+_PACKET = struct.Struct(">BBbbII4sQQQQ")
+
+
+class FaultyNtpServer:
+    """Answers every request with a kiss-o'-death ``code`` or, with ``leap=3``, unsynchronised."""
+
+    def __init__(self, *, code: str | None = None, leap: int = 0) -> None:
+        self.code = code
+        self.leap = leap
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.reference = f"ntp://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.requests = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import time
+
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(1024)
+            except OSError:
+                return
+            self.requests += 1
+            nonce = _PACKET.unpack_from(data)[-1]
+            stratum, refid = (0, self.code.encode()) if self.code else (2, b"GPS\0")
+            now = to_ntp(time.time_ns())
+            reply = _PACKET.pack((self.leap << 6) | (4 << 3) | 4, stratum, 6, -20, 0, 0, refid, 0,
+                                 nonce, now, now)  # fmt: skip
+            self.sock.sendto(reply, peer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[FaultyNtpServer]:
+    srv = FaultyNtpServer(**request.param)
+    yield srv
+    srv.close()
+
+
+def _probe(prober: ClockProber, times: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(prober.reference)
+        for _ in range(times):
+            prober.probe_once(sock)
+
+
+@pytest.mark.parametrize("server", [{"code": "RATE"}], indirect=True)
+def test_rate_doubles_the_interval_and_says_so(server: FaultyNtpServer, caplog) -> None:  # type: ignore[no-untyped-def]
+    prober = ClockProber(server.reference, OffsetEstimator(), interval=4.0, timeout=1.0)
+    with caplog.at_level(logging.WARNING, logger="schedobs"):
+        _probe(prober, 3)
+    assert prober.kisses == {"RATE": 3}
+    assert prober.interval == 32.0
+    assert prober.samples == 0 and prober.refused is None
+    assert sum("asked us to slow down (RATE)" in r.getMessage() for r in caplog.records) == 3
+
+
+@pytest.mark.parametrize("server", [{"code": "DENY"}, {"code": "RSTR"}], indirect=True)
+def test_deny_and_rstr_stop_the_prober_and_say_so(server: FaultyNtpServer, caplog) -> None:  # type: ignore[no-untyped-def]
+    prober = ClockProber(server.reference, OffsetEstimator(), interval=0.01, timeout=1.0)
+    with caplog.at_level(logging.ERROR, logger="schedobs"):
+        prober.start()
+        prober._thread.join(timeout=5)  # it stops by itself
+    assert not prober._thread.is_alive()
+    assert prober.refused == server.code
+    assert server.requests == 1  # not one request more after the refusal
+    assert any(
+        f"refused us (kiss-o'-death {server.code})" in r.getMessage() for r in caplog.records
+    )
+    prober.close()
+
+
+@pytest.mark.parametrize("server", [{"leap": 3}], indirect=True)
+def test_an_unsynchronised_server_gives_no_estimate(server: FaultyNtpServer, caplog) -> None:  # type: ignore[no-untyped-def]
+    estimator = OffsetEstimator()
+    prober = ClockProber(server.reference, estimator, timeout=1.0)
+    with caplog.at_level(logging.WARNING, logger="schedobs"):
+        _probe(prober, 4)
+    assert prober.unsynchronised == 4
+    assert estimator.estimate() is None
+    assert sum("not synchronised" in r.getMessage() for r in caplog.records) == 1  # said once
+
+
+def test_keys_must_match_the_protocol() -> None:
+    with pytest.raises(ValueError, match="takes an NtpKey or a key line"):
+        ClockProber("ntp://127.0.0.1:123", OffsetEstimator(), key=b"0123456789abcdef")
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        ClockProber("127.0.0.1:7123", OffsetEstimator(), key=NtpKey(1, "SHA1", b"x" * 20))
+    prober = ClockProber("ntp://127.0.0.1", OffsetEstimator(), key="5 SHA256 HEX:00ff")
+    assert prober.reference == ("127.0.0.1", 123)
+    assert prober._burst == 1  # one request per interval to an NTP server
