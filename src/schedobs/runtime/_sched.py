@@ -190,13 +190,14 @@ class Scheduler:
         if self.idle_ps and not self.nmspinning:
             self.wakep()
 
-    def refuse(self, reason: str, message: str) -> None:
-        """Count a refusal by its contract reason and raise :class:`RejectedError`."""
+    def refuse(self, reason: str, message: str, error: Exception | None = None) -> None:
+        """Count a refusal by its contract reason and raise ``error`` (by default a
+        :class:`RejectedError` carrying ``reason`` and ``message``)."""
         with self.lock:
             self.rejected[reason] += 1
         if self.hooks is not None:
             self.hooks.rejected(reason, None)
-        raise RejectedError(reason, message)
+        raise error if error is not None else RejectedError(reason, message)
 
     def refuse_closed(self) -> None:
         if self.forked:
@@ -207,12 +208,9 @@ class Scheduler:
         from ._process import interpreter_exiting
 
         if interpreter_exiting():
-            with self.lock:
-                self.rejected["shutdown"] += 1
-            if self.hooks is not None:
-                self.hooks.rejected("shutdown", None)
             # The standard executors' exact error, for code written against them.
-            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+            message = "cannot schedule new futures after interpreter shutdown"
+            self.refuse("shutdown", message, RuntimeError(message))
         self.refuse("shutdown", "cannot schedule new tasks after shutdown")
 
     # --- making tasks runnable ------------------------------------------------------
@@ -284,10 +282,8 @@ class Scheduler:
         """
         p = m.p
         assert p is not None
-        g = take_batch(self.global_queue, p.runq, max(self.nprocs, 1))
+        g = self.take_global(m, p)
         if g is not None:
-            if m.spinning:
-                self._reset_spinning(m)
             return g
         if not m.spinning:
             busy = self.nprocs - len(self.idle_ps)
@@ -533,10 +529,14 @@ class Scheduler:
         g.state = _RUNNING
         record_syscall(g, SyscallState.IDLE)
 
+    def has_work_for(self, p: P) -> bool:
+        """Whether tasks wait that ``p`` would run: on it or in the global queue (racy)."""
+        return bool(p.runq or p.runnext is not None or self.global_queue)
+
     def wants_p(self, p: P) -> bool:
-        """Whether someone could use ``p`` now: tasks queued (on it or globally), or
-        an M back from a system call waiting for any P (racy; re-checked under the lock)."""
-        return bool(p.runq or p.runnext is not None or self.global_queue or self.p_waiters)
+        """Whether someone could use ``p`` now: tasks for it, or an M back from a
+        system call waiting for any P (racy; re-checked under the lock)."""
+        return self.has_work_for(p) or bool(self.p_waiters)
 
     def handoff_locked(self, p: P) -> None:
         """Take ``p`` from its M blocked in a system call and put it to work."""
@@ -546,10 +546,9 @@ class Scheduler:
         if p.retiring:
             self._drop_locked(p)
             return
-        has_work = bool(p.runq) or p.runnext is not None or bool(self.global_queue)
-        if has_work and self._startm_locked(p, spinning=False):
+        if self.has_work_for(p) and self._startm_locked(p, spinning=False):
             return
-        self.put_idle_p_locked(p)
+        self.put_idle_p_locked(p)  # also where an M waiting for a P gets it
 
     # --- the elastic pool -----------------------------------------------------------------
 
