@@ -90,8 +90,8 @@ PUBLIC = {
         "TenantScheduler", "TenantStats",
     },
     "schedobs.testing": {
-        "Fault", "GrpcOtlpReceiver", "HttpOtlpReceiver", "OtlpPoint", "OtlpReceiver",
-        "latest_points", "wait_all_tasks_blocked",
+        "Clock", "Fault", "Fleet", "FleetModel", "GrpcOtlpReceiver", "HttpOtlpReceiver",
+        "OtlpPoint", "OtlpReceiver", "latest_points", "wait_all_tasks_blocked",
     },
 }  # fmt: skip
 

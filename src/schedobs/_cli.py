@@ -104,7 +104,6 @@ def _read_ntp_key(path: str | None) -> str | None:
 
 
 def _cmd_clock_probe(args: argparse.Namespace) -> int:
-    import socket
     import time
 
     from schedobs.clock import ClockProber, OffsetEstimator
@@ -120,9 +119,7 @@ def _cmd_clock_probe(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"schedobs clock probe: {exc}", file=sys.stderr)
         return 2
-    family = socket.AF_INET6 if ":" in prober.reference[0] else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.connect(prober.reference)
+    with prober.open_socket() as sock:
         for i in range(count):
             if i and interval:
                 time.sleep(interval)

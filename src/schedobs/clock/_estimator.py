@@ -6,25 +6,51 @@ corrected as ``t + offset(t)``.
 Each sample is an NTP four-timestamp exchange: t1 (client send) and t4 (client
 receive) on the local clock, t2 (server receive) and t3 (server send) on the
 reference.  It gives ``θ = ((t2 − t1) + (t3 − t4)) / 2`` and the round-trip
-delay ``δ = (t4 − t1) − (t3 − t2)``; half of any asymmetry of the trip goes
-into θ, so a sample is only as good as its delay is close to the path's
-minimum.
+delay ``δ = (t4 − t1) − (t3 − t2)``.  θ is off by half the difference of the
+two one-way delays, so ``|θ − truth| ≤ δ/2`` always, and a sample is only as
+good as its delay is close to the path's minimum.
 
-The estimator fits ``θ(t) = a + b·(t − t̄)`` (offset *and* frequency) by
-weighted least squares over a window of recent samples, weighting each by how
-close its delay is to the window's minimum: a queueing spike of 1 ms gets a
-weight ~10⁴ times smaller than a clean sample.  That is chrony's idea (a
-regression over the best samples) rather than NTP's clock filter (the single
-lowest-delay sample of the last eight, no drift), and it is what reaches the
-jitter floor: with drift, the min-delay sample is already stale by the time it
-is used.
+The estimator is a Kalman filter on (offset, frequency) (``_kalman``):
 
-Cold start: one sample gives its own θ (uncertainty δ/2); two or more give a
-fit whose frequency is pulled towards zero until the samples span enough time
-to estimate it (a ridge term), so early estimates do not swing.
-
-A wall-clock step shows up as several consecutive clean samples far from the
-prediction: the window is then restarted from them (``steps`` counts this).
+* **Measurement variance from the delay.**  A sample whose delay exceeds the
+  window's minimum by ``e`` carries up to ``e/2`` of error: its variance is
+  ``c² + (e/2)²/2``.  ``c``, the noise of a sample at the minimum, scales
+  with the path's jitter (the median delay's distance above the minimum,
+  blended with ``jitter_prior_ns`` while the window is short) and is larger
+  while few samples have been seen, since the minimum of a few delays says
+  little about the path's floor.  A 1 ms queueing spike weighs ~10³ less
+  than a clean sample; nothing is discarded for its delay alone.
+* **No ridge: a proper prior on the frequency** (``freq_prior_ppm``, the
+  spread of crystals), so a host 80 ppm off is tracked from its second
+  sample instead of being pulled towards zero until its samples span minutes.
+* **Wander is learnt.**  Six filters assume frequency random walks from 0.1×
+  to 30× ``wander_ppm``; each scores how well it predicts, and the estimate
+  is their likelihood-weighted mixture (``FilterBank``).  A clock that
+  wanders ten times faster than assumed keeps both its accuracy and a
+  truthful uncertainty.
+* **Re-run on new information.**  The filters are re-run over the window of
+  recent samples while it is young (16 samples), whenever the minimum delay
+  drops (older samples' variances were too optimistic) and when a sample
+  arrives out of order; otherwise it is one update per sample.  A first
+  sample that was itself a spike stops counting once a cleaner one arrives.
+* **Steps, not drift.**  A sample is held aside only when its innovation
+  exceeds ``step_gate`` standard deviations of the prediction (which carries
+  the frequency's uncertainty) *and* the prediction lies outside the
+  sample's hard bound δ/2: statistics alone are overconfident while few
+  samples span little time, and clean samples must never be turned away.
+  Three samples in a row on the same side (noisy ones count when they fit
+  the new level better than the old) are a clock step: the filters restart
+  from them, keeping the frequency (``steps`` counts this).  A steep drift
+  is not a step, because the prediction follows the frequency.
+* **Calibrated uncertainty.**  ``uncertainty_ns`` is one standard deviation:
+  the mixture's variance at the requested time, each filter's rescaled by
+  its normalised innovations (``ClockFilter.variance_factor``), plus priors
+  for the biases no two-way exchange can see: a fixed path asymmetry
+  (``path_asymmetry`` × minimum delay / 2), queueing that is heavier one
+  way than the other (``jitter_asymmetry`` × the weighted mean excess / 2)
+  and the host's own timestamping (``host_asymmetry_ns``).  A lone sample
+  reports ``δ/2``, the hard bound.  ``benchmarks/bench_clock.py`` prints the
+  share of errors within 1σ and 3σ on a simulated fleet.
 """
 
 from __future__ import annotations
@@ -36,6 +62,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from ._kalman import FilterBank
 
 __all__ = ["ClockEstimate", "OffsetEstimator", "Sample", "SpanTimes"]
 
@@ -52,7 +80,14 @@ class SpanTimes(Protocol):
 
 _MAX_OFFSET_NS = 86_400 * 10**9  # a day: anything beyond is not a clock, it is a bug
 _MAX_DELAY_NS = 10 * 10**9
-_MAX_FREQ = 500e-6  # 500 ppm: beyond any crystal
+_NS_PER_S = 1e9
+_PPM = 1e3  # ns/s per ppm
+_Q_THETA = 1e4  # ns²/s: phase random walk of a local clock, ~0.1 µs/√s, below any path's noise
+_EXCESS_SHARE = 0.5  # the share of (excess/2)² a sample's variance takes (see the docstring)
+_STEP_SAMPLES = 3
+_WANDER_BANK = (0.1, 0.316, 1.0, 3.16, 10.0, 31.6)
+_COLD_SAMPLES = 16  # windows up to this size are re-run on every sample
+_PRIOR_WEIGHT = 2  # samples' worth of trust in the jitter prior
 
 
 @dataclass(frozen=True)
@@ -84,6 +119,25 @@ class OffsetEstimator:
     >>> est.estimate(at_ns=1_150).offset_ns
     4900
 
+    Parameters (all have defaults that suit a data-centre path):
+
+    ``window``: samples kept for the minimum delay and for re-runs.
+    ``jitter_floor_ns``: the least noise of any sample (one sigma).
+    ``path_asymmetry``: one sigma of the fixed difference between the two
+    one-way delays, as a fraction of the round trip (0.0125: each direction's
+    route within about ±3 % of their mean).  Raise it for routes known to
+    differ more; it only widens ``uncertainty_ns``.
+    ``jitter_asymmetry``: the share of the mean queueing delay that may sit
+    on one direction more than the other (one sigma).
+    ``jitter_prior_ns``: the path's jitter assumed before the window shows it.
+    ``host_asymmetry_ns``: one sigma of the host-side timestamping asymmetry
+    (small with the kernel timestamps the prober uses on Linux).
+    ``freq_prior_ppm``: one sigma of the frequency before any data (crystals
+    are within ±50 ppm each, the difference of two within ±100).
+    ``wander_ppm``: the centre of the frequency random walks assumed, ppm/√s.
+    ``step_gate``: standard deviations of the prediction beyond which a
+    sample is held as a possible step.
+
     Thread-safe: a prober adds samples while exporters read estimates.
     """
 
@@ -92,26 +146,60 @@ class OffsetEstimator:
         *,
         window: int = 64,
         jitter_floor_ns: int = 2_000,
-        freq_prior_ns: float = 5e9,
-        step_threshold_ns: int = 1_000_000,
+        path_asymmetry: float = 0.0125,
+        jitter_asymmetry: float = 0.1,
+        jitter_prior_ns: int = 50_000,
+        host_asymmetry_ns: int = 2_000,
+        freq_prior_ppm: float = 50.0,
+        wander_ppm: float = 0.01,
+        step_gate: float = 5.0,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         if window < 2:
             raise ValueError(f"window must be >= 2, got {window}")
+        for name, value in (
+            ("jitter_floor_ns", jitter_floor_ns),
+            ("freq_prior_ppm", freq_prior_ppm),
+            ("step_gate", step_gate),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        for name, value in (
+            ("host_asymmetry_ns", host_asymmetry_ns),
+            ("path_asymmetry", path_asymmetry),
+            ("jitter_asymmetry", jitter_asymmetry),
+            ("wander_ppm", wander_ppm),
+        ):
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
         self._window = window
-        self._floor = float(jitter_floor_ns)
-        # Ridge on the frequency: as if the fit had seen a zero slope over this
-        # many ns of (weighted) time spread; it fades as real spread accrues.
-        self._freq_prior = freq_prior_ns
-        self._step_threshold = step_threshold_ns
+        self._floor2 = float(jitter_floor_ns) ** 2
+        self._drop = 2 * jitter_floor_ns  # a fall of the minimum delay worth a re-run
+        self._asymmetry = path_asymmetry
+        self._jitter_asymmetry = jitter_asymmetry
+        self._jitter_prior = float(jitter_prior_ns)
+        self._host2 = float(host_asymmetry_ns) ** 2
+        self._clean2 = self._floor2
+        self._freq_var = (freq_prior_ppm * _PPM) ** 2
+        # The bank spans 0.1x to 30x ``wander_ppm`` (see FilterBank).
+        self._q_freqs = tuple((wander_ppm * k * _PPM) ** 2 for k in _WANDER_BANK)
+        self._gate2 = step_gate * step_gate
         self._clock = clock_ns
         self._lock = threading.Lock()
         self._samples: deque[Sample] = deque(maxlen=window)
-        self._suspect: list[Sample] = []
-        self._fit: tuple[float, float, float, float, float, int] | None = None
+        # Samples held as a possible step: (sample, innovation, variance).
+        self._suspect: list[tuple[Sample, float, float]] = []
+        # The last sample folded in: (sample, innovation, its variance, S).
+        self._last: tuple[Sample, float, float, float] | None = None
+        self._filter: FilterBank | None = None
+        self._min_delay = 0  # ns, over the window
+        self._base = 0.0  # ns: the path's estimated minimum round trip
+        self._bias2 = 0.0  # ns²: the prior for jitter that queues more one way than the other
+        self._origin = 0  # ns; the filter's time is seconds since this
+        self._seed = (0.0, self._freq_var)  # frequency mean and variance a run starts from
         #: Samples refused as invalid (negative delay, reversed times, absurd values).
         self.rejected = 0
-        #: Times the window was restarted after a clock step.
+        #: Times the filter was restarted after a clock step.
         self.steps = 0
         #: Samples accepted in total.
         self.accepted = 0
@@ -165,91 +253,180 @@ class OffsetEstimator:
         return Sample(at_ns=(t1 + t4) // 2, offset_ns=offset, delay_ns=delay)
 
     def _admit(self, sample: Sample) -> None:
-        fit = self._fit
-        if fit is not None and len(self._samples) >= 4:
-            predicted = fit[0] + fit[1] * (sample.at_ns - fit[2])
-            min_delay = min(s.delay_ns for s in self._samples)
-            clean = sample.delay_ns <= min_delay + max(4 * self._floor, 0.1 * min_delay)
-            if clean and abs(sample.offset_ns - predicted) > self._step_threshold:
-                # Far from the prediction with a clean path: a step, or a fluke.
-                self._suspect.append(sample)
-                if len(self._suspect) < 3:
-                    return
-                self._samples.clear()
-                self._samples.extend(self._suspect)
-                self._suspect = []
-                self.steps += 1
-                self._refit()
-                return
-            if clean:
-                self._suspect = []
-        self._samples.append(sample)
-        self._refit()
+        filt = self._filter
+        samples = self._samples
+        if filt is None:
+            self._origin = sample.at_ns
+            samples.append(sample)
+            self._rerun()
+            return
+        if sample.at_ns < samples[-1].at_ns:
+            # Out of order (span pairs end in any order): place it and re-run.
+            ordered = sorted([*samples, sample], key=lambda s: s.at_ns)
+            samples.clear()
+            samples.extend(ordered[-self._window :])
+            self._suspect = []
+            self._last = None
+            self._rerun()
+            return
+        t = self._seconds(sample.at_ns)
+        r = self._variance(sample.delay_ns, min(self._base, sample.delay_ns))
+        best = filt.best
+        nu, s = best.innovation(t, sample.offset_ns, r)
+        # Held aside only if the prediction is implausible by the statistics *and*
+        # outside the sample's hard bound (|error| <= δ/2): the statistics alone
+        # are overconfident while few samples span little time, and clean
+        # samples must never be turned away (the failure of the 0.x estimator).
+        beyond = nu * nu > self._gate2 * s * max(best.variance_factor(), 1.0) and abs(nu) > (
+            sample.delay_ns / 2.0 + math.sqrt(self._gate2 * s)
+        )
+        # A noisy sample (a queueing spike) may sit within the gate after a step;
+        # it still counts towards the step if it fits the new level better.
+        if beyond or (
+            self._suspect
+            and self._fits(sample, r, nu, s, self._suspect[-1][0], self._suspect[-1][2])
+        ):
+            self._hold(sample, nu, r)
+            return
+        self._suspect = []
+        self._last = (sample, nu, s, r)
+        samples.append(sample)
+        base = self._base
+        self._refresh()
+        if self._base + self._drop < base or len(samples) <= _COLD_SAMPLES:
+            # The path's floor fell (earlier samples were noisier than they
+            # looked), or the window is young and its noise scale still moving.
+            self._rerun()
+            return
+        filt.update(t, sample.offset_ns, self._variance(sample.delay_ns, self._base))
+
+    def _fits(
+        self, sample: Sample, r: float, nu: float, s: float, anchor: Sample, r_anchor: float
+    ) -> bool:
+        """Whether ``sample`` (innovation ``nu``, variance ``s`` against the filter) is
+        nearer the level ``anchor`` sits at, carried along the current frequency."""
+        assert self._filter is not None
+        dt = (sample.at_ns - anchor.at_ns) / _NS_PER_S
+        alt = sample.offset_ns - (anchor.offset_ns + self._filter.best.freq * dt)
+        return alt * alt / (r + r_anchor) < nu * nu / s
+
+    def _hold(self, sample: Sample, nu: float, r: float) -> None:
+        """A sample off the prediction: a fluke, or part of a clock step."""
+        suspect = self._suspect
+        if suspect and (suspect[-1][1] > 0) != (nu > 0):
+            suspect.clear()  # the other side: not one step
+        if not suspect and self._last is not None:
+            # The sample just before may have been the step's first, let in as
+            # noise because its own delay was high.
+            last, last_nu, last_s, last_r = self._last
+            if (last_nu > 0) == (nu > 0) and self._fits(last, last_r, last_nu, last_s, sample, r):
+                suspect.append((last, last_nu, last_r))
+        suspect.append((sample, nu, r))
+        if len(suspect) < _STEP_SAMPLES:
+            return
+        # A step: the offset moved, the oscillator did not.  Restart from the
+        # suspects with the frequency learnt so far (and a fresh variance).
+        filt = self._filter
+        assert filt is not None
+        self._seed = (filt.best.freq, self._freq_var)
+        self._samples.clear()
+        self._samples.extend(s for s, _, _ in suspect)
+        self._suspect = []
+        self._last = None
+        self.steps += 1
+        self._rerun()
+
+    def _predict(self, at_ns: int) -> float:
+        assert self._filter is not None
+        return self._filter.best.predicted(self._seconds(at_ns))[0]
+
+    def _seconds(self, at_ns: int) -> float:
+        return (at_ns - self._origin) / _NS_PER_S
+
+    def _variance(self, delay: int, base: float) -> float:
+        excess = (delay - base) / 2.0
+        return self._clean2 + _EXCESS_SHARE * excess * excess
+
+    def _refresh(self) -> None:
+        """Re-derive the path's floor, the noise of a clean sample and the bias prior.
+
+        A sample at the window's minimum delay is still off by part of its own
+        queueing, which the minimum of a few samples does not reveal.  Its
+        scale is the path's jitter: the median delay's distance above the
+        minimum, blended with ``jitter_prior_ns`` while the window is short.
+        """
+        samples = self._samples
+        delays = sorted(s.delay_ns for s in samples)
+        n = len(delays)
+        self._min_delay = lo = delays[0]
+        self._base = float(lo)
+        spread = delays[n // 2] - lo
+        jitter = (_PRIOR_WEIGHT * self._jitter_prior + n * spread) / (_PRIOR_WEIGHT + n)
+        self._clean2 = self._floor2 + (jitter * (0.25 + 0.3 / n)) ** 2
+        if n == 1:
+            self._bias2 = 0.0
+            return
+        weight = mean = 0.0
+        for s in samples:
+            v = self._variance(s.delay_ns, lo)
+            weight += 1.0 / v
+            mean += (s.delay_ns - lo) / 2.0 / v
+        bias = self._jitter_asymmetry * mean / weight
+        self._bias2 = bias * bias
+
+    def _rerun(self) -> None:
+        """Run the filter over the window from the prior (cheap: one pass, 64 samples)."""
+        samples = self._samples
+        first = samples[0]
+        self._refresh()
+        base = self._base
+        freq, freq_var = self._seed
+        # A lone sample is only known to within its hard bound, δ/2.
+        pxx = (
+            (first.delay_ns / 2.0) ** 2
+            if len(samples) == 1
+            else self._variance(first.delay_ns, base)
+        )
+        filt = FilterBank.start(
+            theta=first.offset_ns,
+            freq=freq,
+            pxx=pxx,
+            pff=freq_var,
+            t=self._seconds(first.at_ns),
+            q_theta=_Q_THETA,
+            q_freqs=self._q_freqs,
+        )
+        for s in list(samples)[1:]:
+            filt.update(self._seconds(s.at_ns), s.offset_ns, self._variance(s.delay_ns, base))
+        self._filter = filt
 
     def reset(self) -> None:
         """Forget every sample (after a known clock step, say)."""
         with self._lock:
             self._samples.clear()
             self._suspect = []
-            self._fit = None
-
-    # --- the fit -------------------------------------------------------------------------
-
-    def _refit(self) -> None:
-        samples = list(self._samples)
-        min_delay = min(s.delay_ns for s in samples)
-        floor = self._floor
-        weights = []
-        for s in samples:
-            excess = (s.delay_ns - min_delay) / 2.0  # worst-case offset error it adds
-            weights.append(1.0 / (floor * floor + excess * excess))
-        total = sum(weights)
-        t_mean = sum(w * s.at_ns for w, s in zip(weights, samples, strict=True)) / total
-        o_mean = sum(w * s.offset_ns for w, s in zip(weights, samples, strict=True)) / total
-        stt = sum(w * (s.at_ns - t_mean) ** 2 for w, s in zip(weights, samples, strict=True))
-        sto = sum(
-            w * (s.at_ns - t_mean) * (s.offset_ns - o_mean)
-            for w, s in zip(weights, samples, strict=True)
-        )
-        # The ridge term, in the same weighted units as stt.
-        ridge = total * self._freq_prior**2 / max(len(samples), 1)
-        slope = sto / (stt + ridge) if len(samples) > 1 else 0.0
-        slope = max(-_MAX_FREQ, min(_MAX_FREQ, slope))
-        # Uncertainty: weighted residual scale (at least the jitter floor), over
-        # the effective number of samples; plus the slope's share when extrapolating.
-        n_eff = total * total / sum(w * w for w in weights)
-        resid = (
-            sum(
-                w * (s.offset_ns - o_mean - slope * (s.at_ns - t_mean)) ** 2
-                for w, s in zip(weights, samples, strict=True)
-            )
-            / total
-        )
-        if len(samples) == 1:
-            scale = max(samples[0].delay_ns / 2.0, floor)
-        else:
-            scale = max(math.sqrt(resid * n_eff / max(n_eff - 1.0, 1.0)), floor)
-        var_a = scale * scale / n_eff
-        var_b = scale * scale / (stt / total * n_eff + ridge / total * n_eff)
-        self._fit = (o_mean, slope, t_mean, var_a, var_b, len(samples))
+            self._last = None
+            self._filter = None
+            self._seed = (0.0, self._freq_var)
 
     # --- output -----------------------------------------------------------------------------
 
     def estimate(self, at_ns: int | None = None) -> ClockEstimate | None:
         """The offset at local time ``at_ns`` (default: now), or ``None`` before any sample."""
-        with self._lock:
-            fit = self._fit
-        if fit is None:
-            return None
-        a, b, t_mean, var_a, var_b, n = fit
         at = self._clock() if at_ns is None else at_ns
-        dt = at - t_mean
-        offset = a + b * dt
-        uncertainty = math.sqrt(var_a + dt * dt * var_b)
+        with self._lock:
+            filt = self._filter
+            if filt is None:
+                return None
+            theta, variance, freq = filt.estimate(self._seconds(at))
+            n = len(self._samples)
+            if n > 1:  # a lone sample's hard bound (δ/2) already covers asymmetry
+                asymmetry = self._asymmetry * self._min_delay / 2.0
+                variance += asymmetry * asymmetry + self._bias2 + self._host2
         return ClockEstimate(
-            offset_ns=round(offset),
-            uncertainty_ns=max(round(uncertainty), 1),
-            freq_ppm=b * 1e6,
+            offset_ns=round(theta),
+            uncertainty_ns=max(round(math.sqrt(variance)), 1),
+            freq_ppm=freq / _PPM,
             samples=n,
             at_ns=at,
         )

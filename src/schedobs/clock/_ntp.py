@@ -41,6 +41,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._timestamps import receive, send
+
 __all__ = [
     "KissOfDeathError",
     "NtpError",
@@ -268,16 +270,14 @@ def query(
     :class:`KissOfDeathError` or :class:`UnsynchronisedError` as the server says so.
     """
     nonce = new_nonce()
-    t1 = clock_ns()
-    sock.send(encode_request(nonce, key))
+    request = encode_request(nonce, key)  # before t1: its MAC must not count as path delay
+    t1 = send(sock, request, clock_ns)
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"no usable NTP reply within {timeout} s")
-        sock.settimeout(left)
-        datagram = sock.recv(MAX_DATAGRAM + 64)  # TimeoutError propagates
-        t4 = clock_ns()
+        datagram, _, t4 = receive(sock, clock_ns, left)  # TimeoutError propagates
         try:
             reply = decode_reply(datagram, nonce=nonce, near_unix_ns=t4, key=key)
         except (KissOfDeathError, UnsynchronisedError):

@@ -30,7 +30,8 @@ from collections.abc import Callable
 
 from ._estimator import OffsetEstimator
 from ._ntp import KissOfDeathError, NtpKey, UnsynchronisedError, query
-from ._protocol import MAX_DATAGRAM, ProtocolError, Response, decode, encode_request
+from ._protocol import ProtocolError, Response, decode, encode_request
+from ._timestamps import enable_timestamps, receive, send
 
 __all__ = ["ClockProber", "parse_reference"]
 
@@ -232,9 +233,9 @@ class ClockProber:
     def _probe_schedobs(self, sock: socket.socket) -> bool:
         self._seq = (self._seq + 1) & 0xFFFFFFFFFFFFFFFF
         seq = self._seq
-        t1 = self._clock()
+        t1 = self._clock()  # echoed by the server: it identifies the reply
         try:
-            sock.send(encode_request(seq, t1, self._key))
+            sent = send(sock, encode_request(seq, t1, self._key), self._clock)
         except OSError:
             self.lost += 1
             return False
@@ -244,13 +245,11 @@ class ClockProber:
             if left <= 0:
                 self.lost += 1
                 return False
-            sock.settimeout(left)
             try:
-                datagram = sock.recv(MAX_DATAGRAM + 1)
+                datagram, _, t4 = receive(sock, self._clock, left)
             except (TimeoutError, OSError):
                 self.lost += 1
                 return False
-            t4 = self._clock()
             try:
                 message = decode(datagram, self._key)
             except ProtocolError:
@@ -259,10 +258,21 @@ class ClockProber:
             if not isinstance(message, Response) or message.seq != seq or message.t1 != t1:
                 self.spoofed += 1  # a stale or forged reply: keep waiting for ours
                 continue
-            return self._add(t1, message.t2, message.t3, t4)
+            return self._add(sent, message.t2, message.t3, t4)
+
+    def open_socket(self) -> socket.socket:
+        """A UDP socket connected to the reference, with kernel timestamps where available."""
+        family = socket.AF_INET6 if ":" in self.reference[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.connect(self.reference)
+        except OSError:
+            sock.close()
+            raise
+        enable_timestamps(sock)
+        return sock
 
     def _run(self) -> None:
-        family = socket.AF_INET6 if ":" in self.reference[0] else socket.AF_INET
         last_gap: int | None = None
         while not self._stop.is_set():
             gap = time.time_ns() - time.monotonic_ns()
@@ -273,8 +283,7 @@ class ClockProber:
                              (gap - last_gap) / 1e6)  # fmt: skip
             last_gap = gap
             try:
-                with socket.socket(family, socket.SOCK_DGRAM) as sock:
-                    sock.connect(self.reference)
+                with self.open_socket() as sock:
                     for _ in range(self._burst):
                         if self._stop.is_set():
                             break

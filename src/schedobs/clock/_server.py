@@ -14,7 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ._protocol import MAX_DATAGRAM, ProtocolError, Request, decode, encode_response
+from ._protocol import ProtocolError, Request, decode, encode_response
+from ._timestamps import enable_timestamps, receive
 
 __all__ = ["ClockServer"]
 
@@ -46,7 +47,7 @@ class ClockServer:
         except OSError:
             self._sock.close()
             raise
-        self._sock.settimeout(0.2)  # lets close() end the loop promptly
+        enable_timestamps(self._sock)  # t2 is the arrival, not our wake-up
         self._key = key
         self._clock = clock_ns
         self._stop = threading.Event()
@@ -75,14 +76,14 @@ class ClockServer:
         sock = self._sock
         while not self._stop.is_set():
             try:
-                datagram, peer = sock.recvfrom(MAX_DATAGRAM + 1)
+                # A 0.2 s wait lets close() end the loop promptly.
+                datagram, peer, t2 = receive(sock, self._clock, 0.2)
             except TimeoutError:
                 continue
             except OSError:
                 if self._stop.is_set():
                     return
                 continue
-            t2 = self._clock()
             try:
                 message = decode(datagram, self._key)
                 if not isinstance(message, Request):

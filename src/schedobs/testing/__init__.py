@@ -3,7 +3,8 @@
 Real OTLP receivers (gRPC and HTTP) on loopback that decode what exporters
 send, a decoder of received metric requests into plain values, and
 :func:`wait_all_tasks_blocked`, which waits for a runtime to go quiet where a
-test would otherwise sleep.
+test would otherwise sleep, and a simulated fleet of clocks with ground truth
+(:class:`Fleet`, :class:`FleetModel`) to judge the clock estimator on.
 
 Example::
 
@@ -17,12 +18,16 @@ Example::
         points = latest_points(receiver.metrics_requests)
 """
 
+from ._clockfleet import Clock, Fleet, FleetModel
 from ._decode import OtlpPoint, latest_points
 from ._otlp_receiver import Fault, GrpcOtlpReceiver, HttpOtlpReceiver, OtlpReceiver
 from ._quiet import wait_all_tasks_blocked
 
 __all__ = [
+    "Clock",
     "Fault",
+    "Fleet",
+    "FleetModel",
     "GrpcOtlpReceiver",
     "HttpOtlpReceiver",
     "OtlpPoint",
