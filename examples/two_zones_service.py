@@ -1,9 +1,12 @@
 """Two services in two zones with skewed clocks, exchanging traced RPCs.
 
-Run the reference clock, then a server and a client (each its own "host"):
+Pick a reference clock, then run a server and a client (each its own "host"):
 
-    schedobs clock serve --port 7123
-    OTLP=http://127.0.0.1:4317 REF=127.0.0.1:7123
+    REF=ntp://169.254.169.123         # a zone's NTP service (here: Amazon Time Sync)
+    REF=ntp://127.0.0.1:11123         # or any NTP server, chrony on loopback say
+    REF=127.0.0.1:7123                # or `schedobs clock serve --port 7123`
+    REF=none                          # or no compensation at all, to compare
+    OTLP=http://127.0.0.1:4317
     python examples/two_zones_service.py server $OTLP $REF 37000000 40    # prints PORT n
     python examples/two_zones_service.py client $OTLP $REF -12000000 0 127.0.0.1:n
 
@@ -13,6 +16,9 @@ ROLE is ``server`` (prints ``PORT n``, serves ``/work`` and ``/quit``) or
 ``client`` (calls TARGET's ``/work`` 20 times).  The skew is applied to
 ``time.time_ns`` before anything imports it, so the whole process — spans,
 metrics and the clock prober — lives on the skewed clock, as a host would.
+Each span carries ``e2e.real_start_ns``, the unskewed time read at the same
+instant as its start, so a test can judge the corrected times against the
+truth rather than against the estimator's own ``clock.offset_ns``.
 """
 
 from __future__ import annotations
@@ -52,16 +58,25 @@ def main() -> None:
         otlp_endpoint=receiver,
         export_interval=3600,
         prometheus=None,
-        clock_reference=reference,
+        clock_reference=None if reference == "none" else reference,
+        # Fast probes so the demo converges in a second; an NTP server's
+        # rate limit needs the default (5 s) or more.
         clock_interval=0.05,
         set_global=False,
     )
     tracer = telemetry.tracer_provider.get_tracer("e2e")
     clock = telemetry.clock
-    assert clock is not None
     deadline = time.monotonic() + 10
-    while clock.prober.samples < 10 and time.monotonic() < deadline:
+    while clock is not None and clock.prober.samples < 10 and time.monotonic() < deadline:
         time.sleep(0.02)
+
+    def start_span(name: str, kind: trace.SpanKind, **kwargs: object) -> trace.Span:
+        # The skewed start and the real time, read back to back.
+        local, real = time.time_ns(), _real_time_ns()
+        span = tracer.start_span(name, kind=kind, start_time=local, **kwargs)  # type: ignore[arg-type]
+        span.set_attribute("e2e.real_start_ns", real)
+        return span
+
     # Report the skew at the start (real time, offset, drift) for the test's truth.
     print(f"SKEW {_start_real} {_start_mono} {OFFSET_NS} {DRIFT}", flush=True)
     if role == "server":
@@ -74,9 +89,8 @@ def main() -> None:
                 else:
                     # urllib capitalises header names; the propagator looks up lowercase.
                     ctx = propagate.extract({k.lower(): v for k, v in self.headers.items()})
-                    with tracer.start_as_current_span(
-                        "handle", context=ctx, kind=trace.SpanKind.SERVER
-                    ):
+                    span = start_span("handle", trace.SpanKind.SERVER, context=ctx)
+                    with trace.use_span(span, end_on_exit=True):
                         time.sleep(0.002)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
@@ -95,7 +109,7 @@ def main() -> None:
     else:
         target = sys.argv[6]
         for _ in range(20):
-            with tracer.start_as_current_span("call", kind=trace.SpanKind.CLIENT):
+            with trace.use_span(start_span("call", trace.SpanKind.CLIENT), end_on_exit=True):
                 headers: dict[str, str] = {}
                 propagate.inject(headers)
                 request = urllib.request.Request(f"http://{target}/work", headers=headers)

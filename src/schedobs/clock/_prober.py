@@ -13,6 +13,13 @@ An NTP server's kiss-o'-death is honoured and logged: ``RATE`` doubles the
 interval (up to 17 minutes); ``DENY`` and ``RSTR`` stop the prober.  Replies
 from an unsynchronised server (leap alarm, stratum 16) are never used.
 
+A reference that stops answering is loud: when no probe has produced a
+sample for ``silence_after`` intervals (and at least 2 s) since the start or
+since the last sample, one warning says so, names the reference and what was
+seen (lost, kiss-o'-death, unsynchronised, refused samples) and that
+timestamps go out uncorrected or on an aging estimate; one more line says when
+it answers again.  The counters behind it are exported as clock metrics.
+
 A local wall-clock step (an NTP daemon or an operator setting the clock) is
 detected directly: ``time.time_ns() − time.monotonic_ns()`` jumps by more than
 the step threshold between bursts.  The estimator is then reset and
@@ -113,13 +120,14 @@ class ClockProber:
         key: bytes | NtpKey | str | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
         step_threshold_ns: int = 1_000_000,
+        silence_after: float = 3.0,
     ) -> None:
         self.protocol, host, port = parse_reference(reference)
         self.reference = (host, port)
         if burst is None:
             burst = 1 if self.protocol == "ntp" else 3
-        if not interval > 0 or not timeout > 0 or burst < 1:
-            raise ValueError("interval and timeout must be > 0 and burst >= 1")
+        if not interval > 0 or not timeout > 0 or burst < 1 or not silence_after > 0:
+            raise ValueError("interval, timeout and silence_after must be > 0 and burst >= 1")
         self._ntp_key: NtpKey | None = None
         self._key: bytes | None = None
         if self.protocol == "ntp":
@@ -160,6 +168,14 @@ class ClockProber:
         self.unsynchronised = 0
         #: The code with which an NTP server refused us (DENY, RSTR): probing stopped.
         self.refused: str | None = None
+        #: Exchanges whose sample the estimator refused (invalid times).
+        self.invalid = 0
+        #: Unix time (s) of the last exchange that produced a sample, or ``None``.
+        self.last_sample_at: float | None = None
+        #: Whether the reference is currently silent (warned, not yet recovered).
+        self.silent = False
+        self._silence_after = silence_after
+        self._since = time.monotonic()  # start, or the last sample
         self._warned: set[str] = set()
 
     @property
@@ -168,6 +184,7 @@ class ClockProber:
         return self._interval
 
     def start(self) -> ClockProber:
+        self._since = time.monotonic()
         self._thread.start()
         return self
 
@@ -186,9 +203,55 @@ class ClockProber:
         try:
             self.estimator.add_sample(t1, t2, t3, t4)
         except (TypeError, ValueError):
-            return False  # counted by the estimator
+            self.invalid += 1  # also counted by the estimator
+            return False
         self.samples += 1
         self.last_rtt_ns = t4 - t1
+        self.last_sample_at = time.time()
+        now = time.monotonic()
+        if self.silent:
+            self.silent = False
+            _log.warning(
+                "clock reference %s:%d answers again after %.0f s: clock correction resumes",
+                *self.reference, now - self._since,
+            )  # fmt: skip
+        self._since = now
+        return True
+
+    def outcomes(self) -> dict[str, int]:
+        """Probes so far by outcome (the ``clock.probes`` metric)."""
+        return {
+            "sample": self.samples,
+            "lost": self.lost,
+            "kiss": sum(self.kisses.values()),
+            "unsynchronised": self.unsynchronised,
+            "invalid": self.spoofed + self.invalid,
+        }
+
+    def check_silence(self) -> bool:
+        """Warn once if no sample came for too long; ``True`` while silent."""
+        if self.silent or self.refused:
+            return self.silent
+        quiet = time.monotonic() - self._since
+        if quiet < max(self._silence_after * self._interval, 2.0):
+            return False
+        self.silent = True
+        seen = [f"{self.lost} lost"]
+        seen += [f"{n} kiss-o'-death {code}" for code, n in sorted(self.kisses.items())]
+        if self.unsynchronised:
+            seen.append(f"{self.unsynchronised} from an unsynchronised server")
+        if self.spoofed or self.invalid:
+            seen.append(f"{self.spoofed + self.invalid} invalid")
+        after = (
+            "timestamps go out uncorrected"
+            if self.estimator.estimate() is None
+            else "timestamps are corrected by an aging estimate whose uncertainty grows"
+        )
+        _log.warning(
+            "clock reference %s:%d (%s) gave no usable sample in %.0f s (%s probes: %s); %s",
+            *self.reference, self.protocol, quiet, self.lost + sum(self.kisses.values())
+            + self.unsynchronised + self.spoofed + self.invalid, ", ".join(seen), after,
+        )  # fmt: skip
         return True
 
     def _warn_once(self, what: str, message: str, *args: object) -> None:
@@ -291,4 +354,5 @@ class ClockProber:
             except OSError as exc:
                 self.lost += 1
                 _log.debug("clock probe failed: %s", exc)
+            self.check_silence()
             self._stop.wait(self._interval)  # grows on RATE; a refusal sets _stop

@@ -32,8 +32,12 @@ from ._scheduler_metrics import (
     SchedulerMetrics,
 )
 from ._spec import (
+    CLOCK_LAST_SAMPLE,
     CLOCK_OFFSET,
+    CLOCK_PROBE_OUTCOME,
+    CLOCK_PROBE_OUTCOMES,
     CLOCK_PROBE_RTT,
+    CLOCK_PROBES,
     CLOCK_UNCERTAINTY,
     COMPLETED_TASKS,
     CONTRACT,
@@ -71,7 +75,11 @@ from ._spec import (
 )
 
 __all__ = [
+    "CLOCK_LAST_SAMPLE",
     "CLOCK_OFFSET",
+    "CLOCK_PROBES",
+    "CLOCK_PROBE_OUTCOME",
+    "CLOCK_PROBE_OUTCOMES",
     "CLOCK_PROBE_RTT",
     "CLOCK_UNCERTAINTY",
     "COMPLETED_TASKS",

@@ -27,7 +27,7 @@ __all__ = [
     "prometheus_name",
 ]
 
-CONTRACT_VERSION = "1.3.0"
+CONTRACT_VERSION = "1.4.0"
 
 #: The value that folds everything beyond a cap or outside a closed set.
 OTHER = "_OTHER"
@@ -381,7 +381,10 @@ CLOCK_UNCERTAINTY = MetricSpec(
     name="clock.offset.uncertainty",
     instrument=InstrumentKind.GAUGE,
     unit="ns",
-    description="One-sigma uncertainty of clock.offset (path asymmetry is not included).",
+    description=(
+        "One-sigma uncertainty of clock.offset, including priors for the path asymmetry "
+        "that a two-way exchange cannot measure."
+    ),
     required_attributes=(),
     required=False,
 )
@@ -394,7 +397,33 @@ CLOCK_PROBE_RTT = MetricSpec(
     required=False,
 )
 
-CLOCK_METRICS = (CLOCK_OFFSET, CLOCK_UNCERTAINTY, CLOCK_PROBE_RTT)
+CLOCK_PROBE_OUTCOME = "clock.probe.outcome"
+CLOCK_PROBE_OUTCOMES = ("sample", "lost", "kiss", "unsynchronised", "invalid")
+CLOCK_PROBES = MetricSpec(
+    name="clock.probes",
+    instrument=InstrumentKind.COUNTER,
+    unit="{probe}",
+    description=(
+        "Clock probes by outcome: `sample` (the estimator used it), `lost` (no valid reply in "
+        "time), `kiss` (an NTP kiss-o'-death), `unsynchronised` (the server is not synchronised "
+        "itself), `invalid` (a forged, malformed or impossible reply)."
+    ),
+    required_attributes=(CLOCK_PROBE_OUTCOME,),
+    required=False,
+)
+CLOCK_LAST_SAMPLE = MetricSpec(
+    name="clock.probe.last_sample",
+    instrument=InstrumentKind.GAUGE,
+    unit="s",
+    description=(
+        "Unix time of the last probe that produced a sample; absent before the first. "
+        "Alert on its age: the reference has stopped answering."
+    ),
+    required_attributes=(),
+    required=False,
+)
+
+CLOCK_METRICS = (CLOCK_OFFSET, CLOCK_UNCERTAINTY, CLOCK_PROBE_RTT, CLOCK_PROBES, CLOCK_LAST_SAMPLE)
 
 #: Self-metric: observations that the recorder refused to aggregate.
 DROPPED_OBSERVATIONS = MetricSpec(
@@ -441,6 +470,11 @@ CONTRACT = Contract(
     attributes=MappingProxyType(
         {spec.key: spec for spec in _ATTRIBUTES}
         | {"reason": AttributeSpec("reason", "Why an observation was dropped.", DROP_REASONS)}
+        | {
+            CLOCK_PROBE_OUTCOME: AttributeSpec(
+                CLOCK_PROBE_OUTCOME, "What became of a clock probe.", CLOCK_PROBE_OUTCOMES
+            )
+        }
         | {
             SPAN_DROP_REASON: AttributeSpec(
                 SPAN_DROP_REASON, "Why a span was lost before export.", SPAN_DROP_REASONS

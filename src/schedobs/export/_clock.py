@@ -9,7 +9,14 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 
 from schedobs.clock import ClockCorrector, ClockProber, NtpKey, OffsetEstimator
-from schedobs.contract import CLOCK_OFFSET, CLOCK_PROBE_RTT, CLOCK_UNCERTAINTY
+from schedobs.contract import (
+    CLOCK_LAST_SAMPLE,
+    CLOCK_OFFSET,
+    CLOCK_PROBE_OUTCOME,
+    CLOCK_PROBE_RTT,
+    CLOCK_PROBES,
+    CLOCK_UNCERTAINTY,
+)
 
 __all__ = ["ClockCompensation"]
 
@@ -62,11 +69,28 @@ class ClockCompensation:
             value = self.prober.last_rtt_ns
             return [Observation(value)] if value else []
 
+        def last_sample(_: CallbackOptions) -> Iterable[Observation]:
+            at = self.prober.last_sample_at
+            return [] if at is None else [Observation(at)]
+
+        def probes(_: CallbackOptions) -> Iterable[Observation]:
+            return [
+                Observation(count, {CLOCK_PROBE_OUTCOME: outcome})
+                for outcome, count in self.prober.outcomes().items()
+            ]
+
         for spec, callback in (
             (CLOCK_OFFSET, offset),
             (CLOCK_UNCERTAINTY, uncertainty),
             (CLOCK_PROBE_RTT, rtt),
+            (CLOCK_LAST_SAMPLE, last_sample),
         ):
             meter.create_observable_gauge(
                 spec.name, callbacks=[callback], unit=spec.unit, description=spec.description
             )
+        meter.create_observable_counter(
+            CLOCK_PROBES.name,
+            callbacks=[probes],
+            unit=CLOCK_PROBES.unit,
+            description=CLOCK_PROBES.description,
+        )
