@@ -1,8 +1,8 @@
 """The weighted-least-squares estimator of schedobs 0.x, kept as a benchmark baseline.
 
 It was replaced by the Kalman filter in ``schedobs.clock._estimator`` (issue #11);
-``bench_clock.py`` runs both on the same exchanges.  Unchanged apart from this
-paragraph and its imports.
+``bench_clock.py`` runs both on the same exchanges.  The fit is unchanged; the input
+checks (identical to the current estimator's) are left out.
 
 Offset and frequency of the local clock against a reference, from two-way samples.
 
@@ -46,8 +46,6 @@ from schedobs.clock import ClockEstimate, Sample
 __all__ = ["LeastSquaresEstimator"]
 
 
-_MAX_OFFSET_NS = 86_400 * 10**9  # a day: anything beyond is not a clock, it is a bug
-_MAX_DELAY_NS = 10 * 10**9
 _MAX_FREQ = 500e-6  # 500 ppm: beyond any crystal
 
 
@@ -89,39 +87,14 @@ class LeastSquaresEstimator:
     # --- input -----------------------------------------------------------------------
 
     def add_sample(self, t1: int, t2: int, t3: int, t4: int) -> Sample:
-        """Add one exchange (integer ns).  Raises ``ValueError`` (and counts it) if invalid."""
-        try:
-            sample = self._reduce(t1, t2, t3, t4)
-        except (TypeError, ValueError):
-            with self._lock:
-                self.rejected += 1
-            raise
+        """Add one exchange (integer ns).  The benchmark feeds valid ones only, so the
+        input checks of the original are left out here."""
+        delay = (t4 - t1) - (t3 - t2)
+        sample = Sample(at_ns=(t1 + t4) // 2, offset_ns=((t2 - t1) + (t3 - t4)) / 2, delay_ns=delay)
         with self._lock:
             self._admit(sample)
             self.accepted += 1
         return sample
-
-    @staticmethod
-    def _reduce(t1: int, t2: int, t3: int, t4: int) -> Sample:
-        for name, value in (("t1", t1), ("t2", t2), ("t3", t3), ("t4", t4)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int of nanoseconds, got {value!r}")
-        if t4 < t1:
-            raise ValueError(f"t4 ({t4}) is before t1 ({t1}): the reply came before the request")
-        if t3 < t2:
-            raise ValueError(f"t3 ({t3}) is before t2 ({t2}): the server replied before receiving")
-        delay = (t4 - t1) - (t3 - t2)
-        if delay < 0:
-            raise ValueError(
-                f"negative round-trip delay ({delay} ns): the server's processing time exceeds "
-                "the round trip, so one of the clocks is not monotonic"
-            )
-        if delay > _MAX_DELAY_NS:
-            raise ValueError(f"round-trip delay of {delay / 1e9:.1f} s is not a clock sample")
-        offset = ((t2 - t1) + (t3 - t4)) / 2
-        if abs(offset) > _MAX_OFFSET_NS:
-            raise ValueError(f"offset of {offset / 1e9:.0f} s is beyond a day: refusing it")
-        return Sample(at_ns=(t1 + t4) // 2, offset_ns=offset, delay_ns=delay)
 
     def _admit(self, sample: Sample) -> None:
         fit = self._fit
