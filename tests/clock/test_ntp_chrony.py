@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +161,35 @@ def test_the_cli_probes_an_ntp_server_with_a_key_file(
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "offset" in out.stdout and "3 samples" in out.stdout
+
+
+def test_chrony_rate_limiting_drops_a_fast_prober_and_spares_a_polite_one(
+    tmp_path: Path,
+) -> None:
+    """chrony 4.3 enforces ``ratelimit`` by dropping requests (its ``kod`` option, which
+    answers with a RATE kiss, came in a later release: the kiss is tested against our
+    own responder in test_ntp_prober.py).  A prober faster than the limit loses most
+    probes, counted as lost, with no retry storm; one at the server's pace loses none."""
+    from schedobs.clock import ClockProber, OffsetEstimator
+
+    # One response per 2**-1 s per client, bursts of one, at most 1/16 leaked.
+    server = ChronyServer(tmp_path, "ratelimit interval -1 burst 1 leak 4\n")
+    try:
+        fast = ClockProber(f"ntp://{server.address}", OffsetEstimator(), timeout=0.05)
+        with fast.open_socket() as sock:
+            for _ in range(40):
+                fast.probe_once(sock)
+        # chrony suspends the limit for a while for clients that poll faster when
+        # unanswered (the fast prober looks like one), so not every excess is dropped.
+        assert fast.lost >= 10, (fast.samples, fast.lost)
+        assert fast.samples + fast.lost == 40
+
+        time.sleep(1.0)  # let the limiter's bucket refill
+        polite = ClockProber(f"ntp://{server.address}", OffsetEstimator(), timeout=0.5)
+        with polite.open_socket() as sock:
+            for _ in range(5):
+                polite.probe_once(sock)
+                time.sleep(0.6)
+        assert polite.lost == 0 and polite.samples == 5
+    finally:
+        server.stop()
