@@ -109,6 +109,9 @@ class FilterBank:
 
     def __init__(self, filters: list[ClockFilter]) -> None:
         self.filters = filters
+        # The mixture as a function of dt since the filters' common time, kept
+        # until the next update: estimates are read per exported span.
+        self._mixture: tuple[float, float, float, float, float, float, float, float] | None = None
 
     @classmethod
     def start(
@@ -132,19 +135,39 @@ class FilterBank:
     def update(self, t: float, z: float, r: float) -> None:
         for f in self.filters:
             f.update(t, z, r)
+        self._mixture = None
 
     def estimate(self, t: float) -> tuple[float, float, float]:
         """``(theta, variance, freq)`` at ``t``: the likelihood-weighted mixture, each
-        filter's variance rescaled by its variance factor."""
+        filter's variance rescaled by its variance factor.
+
+        Every filter sits at the same time ``t0``, so the mixture is
+        ``theta + freq·dt`` with variance ``A + B·dt + C·dt² + D·|dt| + E·|dt|³``
+        (dt = t − t0); the coefficients are computed once per update.
+        """
+        mixture = self._mixture
+        if mixture is None:
+            mixture = self._mixture = self._mix()
+        t0, theta, freq, a, b, c, d, e = mixture
+        dt = t - t0
+        adt = abs(dt)
+        variance = a + dt * (b + c * dt) + adt * (d + e * adt * adt)
+        return theta + freq * dt, variance, freq
+
+    def _mix(self) -> tuple[float, float, float, float, float, float, float, float]:
         top = max(f.loglik for f in self.filters)
-        parts = []
-        total = 0.0
-        for f in self.filters:
-            w = math.exp(f.loglik - top)
-            theta, pxx, _, _ = f.predicted(t)
-            parts.append((w, theta, f.variance_factor() * pxx, f.freq))
-            total += w
-        theta = sum(w * x for w, x, _, _ in parts) / total
-        freq = sum(w * y for w, _, _, y in parts) / total
-        variance = sum(w * (v + (x - theta) ** 2) for w, x, v, _ in parts) / total
-        return theta, variance, freq
+        weights = [math.exp(f.loglik - top) for f in self.filters]
+        total = sum(weights)
+        theta = sum(w * f.theta for w, f in zip(weights, self.filters, strict=True)) / total
+        freq = sum(w * f.freq for w, f in zip(weights, self.filters, strict=True)) / total
+        a = b = c = d = e = 0.0
+        for w, f in zip(weights, self.filters, strict=True):
+            vf = f.variance_factor()
+            dx, df = f.theta - theta, f.freq - freq
+            a += w * (vf * f.pxx + dx * dx)
+            b += w * (2.0 * (vf * f.pxf + dx * df))
+            c += w * (vf * f.pff + df * df)
+            d += w * vf * f.q_theta
+            e += w * vf * f.q_freq / 3.0
+        t0 = self.filters[0].t
+        return t0, theta, freq, a / total, b / total, c / total, d / total, e / total
