@@ -189,11 +189,10 @@ class OffsetEstimator:
         self._samples: deque[Sample] = deque(maxlen=window)
         # Samples held as a possible step: (sample, innovation, variance).
         self._suspect: list[tuple[Sample, float, float]] = []
-        # The last sample folded in: (sample, innovation, its variance, S).
+        # The last sample folded in: (sample, innovation, S, its variance).
         self._last: tuple[Sample, float, float, float] | None = None
         self._filter: FilterBank | None = None
-        self._min_delay = 0  # ns, over the window
-        self._base = 0.0  # ns: the path's estimated minimum round trip
+        self._min_delay = 0  # ns, over the window: the path's floor as far as it shows
         self._bias2 = 0.0  # ns²: the prior for jitter that queues more one way than the other
         self._origin = 0  # ns; the filter's time is seconds since this
         self._seed = (0.0, self._freq_var)  # frequency mean and variance a run starts from
@@ -270,7 +269,7 @@ class OffsetEstimator:
             self._rerun()
             return
         t = self._seconds(sample.at_ns)
-        r = self._variance(sample.delay_ns, min(self._base, sample.delay_ns))
+        r = self._variance(sample.delay_ns, min(self._min_delay, sample.delay_ns))
         best = filt.best
         nu, s = best.innovation(t, sample.offset_ns, r)
         # Held aside only if the prediction is implausible by the statistics *and*
@@ -291,14 +290,14 @@ class OffsetEstimator:
         self._suspect = []
         self._last = (sample, nu, s, r)
         samples.append(sample)
-        base = self._base
+        floor = self._min_delay
         self._refresh()
-        if self._base + self._drop < base or len(samples) <= _COLD_SAMPLES:
+        if self._min_delay + self._drop < floor or len(samples) <= _COLD_SAMPLES:
             # The path's floor fell (earlier samples were noisier than they
             # looked), or the window is young and its noise scale still moving.
             self._rerun()
             return
-        filt.update(t, sample.offset_ns, self._variance(sample.delay_ns, self._base))
+        filt.update(t, sample.offset_ns, self._variance(sample.delay_ns, self._min_delay))
 
     def _fits(
         self, sample: Sample, r: float, nu: float, s: float, anchor: Sample, r_anchor: float
@@ -359,7 +358,6 @@ class OffsetEstimator:
         delays = sorted(s.delay_ns for s in samples)
         n = len(delays)
         self._min_delay = lo = delays[0]
-        self._base = float(lo)
         spread = delays[n // 2] - lo
         jitter = (_PRIOR_WEIGHT * self._jitter_prior + n * spread) / (_PRIOR_WEIGHT + n)
         self._clean2 = self._floor2 + (jitter * (0.25 + 0.3 / n)) ** 2
@@ -379,7 +377,7 @@ class OffsetEstimator:
         samples = self._samples
         first = samples[0]
         self._refresh()
-        base = self._base
+        base = self._min_delay
         freq, freq_var = self._seed
         # A lone sample is only known to within its hard bound, δ/2.
         pxx = (
