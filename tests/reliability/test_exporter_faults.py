@@ -168,3 +168,53 @@ def test_a_full_span_queue_drops_are_counted_and_logged_once(
             receiver.fault = None
         finally:
             telemetry.shutdown(timeout=10)
+
+
+def test_a_metric_exporter_that_raises_gives_one_line_not_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Some exporter releases raise (a connection error) instead of returning FAILURE;
+    the SDK's reader then logs a full traceback at every export and at shutdown.
+    The 1.45 exporters do not raise, so a stand-in exporter produces the fault."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        MetricExporter,
+        MetricExportResult,
+        PeriodicExportingMetricReader,
+    )
+
+    from schedobs.export._guard import GuardedMetricExporter
+
+    class Raising(MetricExporter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def export(self, metrics_data, timeout_millis=10_000, **kwargs):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            if self.calls <= 4:
+                raise ConnectionError("[Errno 111] Connection refused")
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+            raise ConnectionError("gone")
+
+    caplog.set_level(logging.DEBUG)
+    inner = Raising()
+    guarded = GuardedMetricExporter(inner, "http://127.0.0.1:4318/v1/metrics")
+    reader = PeriodicExportingMetricReader(guarded, export_interval_millis=3_600_000)
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("t").create_counter("c").add(1)
+    for _ in range(3):
+        provider.force_flush()
+    provider.shutdown()
+    assert inner.calls == 4 and guarded.errors == 5  # 4 exports and the shutdown
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    lines = [r.getMessage() for r in caplog.records if r.name == "schedobs"]
+    assert lines == [
+        "metric export to http://127.0.0.1:4318/v1/metrics failed: ConnectionError: "
+        "[Errno 111] Connection refused (further failures are not logged until one succeeds)"
+    ]

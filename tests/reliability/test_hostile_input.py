@@ -86,3 +86,39 @@ def test_tenant_names_from_requests_cannot_blow_up_the_tenant_scheduler() -> Non
             with pytest.raises(KeyError):
                 ts.submit(f"unknown-{i}", int)
         assert ts.tenants() == ["known"]
+
+
+def _free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_configure_that_fails_late_leaves_no_port_or_thread_behind(registry: Registry) -> None:
+    """A reader already registered with another MeterProvider makes the SDK refuse
+    ``MeterProvider(...)`` after the scrape endpoint is listening: it must be closed
+    again, and no prober or exporter thread left, as the docstring promises."""
+    import socket
+    import threading
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    taken = InMemoryMetricReader()
+    MeterProvider(metric_readers=[taken])
+    port = _free_tcp_port()
+    threads = {t.name for t in threading.enumerate()}
+    with pytest.raises(Exception, match="registered"):
+        configure(
+            registry=registry,
+            set_global=False,
+            prometheus=f"127.0.0.1:{port}",
+            otlp_endpoint="http://127.0.0.1:1",
+            metric_readers=[taken],
+            clock_reference="127.0.0.1:1",
+        )
+    assert {t.name for t in threading.enumerate()} - threads == set()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # the scrape port is free again

@@ -27,6 +27,7 @@ from schedobs.contract import REGISTRY, Registry
 from ._accounting import SpanAccounting
 from ._bridge import attach
 from ._clock import ClockCompensation
+from ._guard import GuardedMetricExporter
 from ._prometheus import PrometheusEndpoint
 from ._rewrite import RewritingMetricExporter, RewritingSpanExporter, TimestampRewriter
 from ._settings import DEFAULT, ExportSettings, _Default, resolve_settings
@@ -301,39 +302,75 @@ def configure(
 
     if set_global:
         _check_global_free()
+    started: list[Callable[[], object]] = []  # undone in reverse if anything below raises
+    try:
+        return _start(
+            settings, resource, source, timestamp_rewriter, metric_readers, clock, set_global,
+            started,
+        )  # fmt: skip
+    except BaseException:
+        for undo in reversed(started):
+            try:
+                undo()
+            except Exception:  # the original error is the one to report
+                _log.debug("cleanup after a failed configure() raised", exc_info=True)
+        raise
+
+
+def _start(
+    settings: ExportSettings,
+    resource: Resource,
+    source: Registry,
+    timestamp_rewriter: TimestampRewriter | None,
+    metric_readers: Sequence[MetricReader],
+    clock: ClockCompensation | None,
+    set_global: bool,
+    started: list[Callable[[], object]],
+) -> Telemetry:
+    """The part of :func:`configure` that starts things; each is recorded in ``started``
+    with the call that stops it."""
     endpoint = (
         None if settings.prometheus is None else PrometheusEndpoint.start(*settings.prometheus)
     )
+    if endpoint is not None:
+        started.append(endpoint.close)
 
     readers: list[MetricReader] = list(metric_readers)
     span_exporter: SpanExporter | None = None
     accounting: SpanAccounting | None = None
     if settings.otlp_enabled:
         metric_exporter, span_exporter = _otlp_exporters(settings)
+        started.append(span_exporter.shutdown)
         if timestamp_rewriter is not None:
             metric_exporter = RewritingMetricExporter(metric_exporter, timestamp_rewriter)
             span_exporter = RewritingSpanExporter(span_exporter, timestamp_rewriter)
+        metric_exporter = GuardedMetricExporter(
+            metric_exporter, settings.signal_endpoint("metrics") or "the OTLP endpoint"
+        )
         accounting = SpanAccounting()
         span_exporter = accounting.wrap(span_exporter)
-        readers.append(
-            PeriodicExportingMetricReader(
-                metric_exporter,
-                export_interval_millis=settings.export_interval_s * 1000.0,
-                export_timeout_millis=settings.export_timeout_s * 1000.0,
-            )
+        periodic = PeriodicExportingMetricReader(
+            metric_exporter,
+            export_interval_millis=settings.export_interval_s * 1000.0,
+            export_timeout_millis=settings.export_timeout_s * 1000.0,
         )
+        started.append(lambda: periodic.shutdown(timeout_millis=1000))  # starts a thread now
+        readers.append(periodic)
     if endpoint is not None:
         readers.append(endpoint.reader)
 
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    started.append(lambda: meter_provider.shutdown(timeout_millis=1000))
     for reader in readers:
         attach(reader, resource=resource, registry=source)
     if clock is not None:
         clock.register_metrics(meter_provider)
         clock.start()
+        started.append(clock.close)
     if accounting is not None:
         accounting.register_metrics(meter_provider)
     tracer_provider = TracerProvider(resource=resource)
+    started.append(tracer_provider.shutdown)
     if span_exporter is not None and accounting is not None:
         tracer_provider.add_span_processor(accounting.processor(span_exporter))
 
