@@ -11,6 +11,13 @@ Pick a reference clock, then run a server and a client (each its own "host"):
     python examples/two_zones_service.py client $OTLP $REF -12000000 0 127.0.0.1:n
 
 Usage: python two_zones_service.py ROLE OTLP REFERENCE OFFSET_NS DRIFT_PPM [TARGET]
+                                   [--protocol grpc|http/protobuf] [--signals traces,metrics]
+
+OTLP is a base URL (``http://host:4317`` for gRPC, ``http://host:4318`` for
+HTTP), or ``env`` to take everything from the standard ``OTEL_EXPORTER_OTLP_*``
+and ``OTEL_{TRACES,METRICS}_EXPORTER`` variables.  ``--signals traces`` sends
+spans only, for a traces-only backend (Jaeger, Phoenix, Tempo) that would
+answer metric exports with 404 or 405.
 
 ROLE is ``server`` (prints ``PORT n``, serves ``/work`` and ``/quit``) or
 ``client`` (calls TARGET's ``/work`` 20 times).  The skew is applied to
@@ -41,6 +48,7 @@ def _skewed_time_ns() -> int:
 
 time.time_ns = _skewed_time_ns  # before OpenTelemetry binds it
 
+import argparse  # noqa: E402
 import http.server  # noqa: E402
 import os  # noqa: E402
 import threading  # noqa: E402
@@ -51,11 +59,32 @@ from opentelemetry import propagate, trace  # noqa: E402
 import schedobs  # noqa: E402
 
 
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    parser.add_argument("role", choices=["server", "client"])
+    parser.add_argument("otlp", help="base OTLP URL, or 'env' for the OTEL_* variables")
+    parser.add_argument("reference", help="ntp://host[:port], host:port, or none")
+    parser.add_argument("offset_ns", type=int)
+    parser.add_argument("drift_ppm", type=float)
+    parser.add_argument("target", nargs="?", help="the server's host:port (client)")
+    parser.add_argument("--protocol", choices=["grpc", "http/protobuf"], default=None)
+    parser.add_argument("--signals", default="traces,metrics", help="what to send over OTLP")
+    return parser.parse_args()
+
+
 def main() -> None:
-    role, receiver, reference = sys.argv[1], sys.argv[2], sys.argv[3]
+    args = _arguments()
+    role, reference = args.role, args.reference
+    signals = {s.strip() for s in args.signals.split(",") if s.strip()}
+    if not signals <= {"traces", "metrics"}:
+        raise SystemExit(f"--signals takes traces and/or metrics, got {args.signals!r}")
+    env = args.otlp == "env"
     telemetry = schedobs.configure(
         f"e2e-{role}",
-        otlp_endpoint=receiver,
+        otlp_endpoint=None if env else args.otlp,
+        otlp_protocol=args.protocol,
+        otlp_traces=None if env else "traces" in signals,
+        otlp_metrics=None if env else "metrics" in signals,
         export_interval=3600,
         prometheus=None,
         clock_reference=None if reference == "none" else reference,
@@ -107,7 +136,7 @@ def main() -> None:
         stop.wait(60)
         server.shutdown()
     else:
-        target = sys.argv[6]
+        target = args.target
         for _ in range(20):
             with trace.use_span(start_span("call", trace.SpanKind.CLIENT), end_on_exit=True):
                 headers: dict[str, str] = {}

@@ -169,8 +169,11 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     load = _Load(ts, random.Random(options.seed))
     loader = threading.Thread(target=load.run, name="demo-load", daemon=True)
     print(f"Prometheus endpoint: {telemetry.prometheus_url or 'disabled'}", file=out)
-    if telemetry.settings.otlp_enabled:
-        print(f"OTLP export: {options.otlp_endpoint or 'from OTEL_* environment'}", file=out)
+    for name in ("traces", "metrics"):
+        signal = telemetry.settings.signal(name)
+        if signal is not None:
+            print(f"OTLP {name}: {signal.endpoint} ({signal.protocol}, from {signal.source})",
+                  file=out)  # fmt: skip
     started = time.monotonic()
     loader.start()
     interactive = not options.headless and out.isatty()

@@ -123,3 +123,27 @@ def test_without_compensation_the_skew_shows(grpc_receiver: GrpcOtlpReceiver) ->
         assert abs(error - SERVER_OFFSET_NS) < 2_000_000  # 37 ms ahead (+ 40 ppm over seconds)
         parent = clients[span.parent_span_id]  # type: ignore[attr-defined]
         assert span.start_time_unix_nano > parent.end_time_unix_nano  # type: ignore[attr-defined]
+
+
+def test_the_example_sends_only_traces_over_http_to_a_traces_only_backend() -> None:
+    """``--protocol http/protobuf --signals traces``: spans reach ``/v1/traces`` and no
+    metric export is attempted (a traces-only backend would answer it 404/405)."""
+    from schedobs.testing import HttpOtlpReceiver
+
+    with HttpOtlpReceiver() as receiver:
+        flags = ("--protocol", "http/protobuf", "--signals", "traces")
+        server = _start("server", receiver.endpoint, "none", 0, 0.0, *flags)
+        try:
+            port = _read(server, "PORT")[0]
+            client = _start(
+                "client", receiver.endpoint, "none", 0, 0.0, f"127.0.0.1:{port}", *flags
+            )
+            _read(client, "DONE")
+            _read(server, "DONE")
+            client.communicate(timeout=30)
+        finally:
+            if server.poll() is None:
+                server.wait(30)
+            server.communicate(timeout=30)
+        assert receiver.trace_requests
+        assert receiver.metrics_requests == [] and receiver.unrouted == []

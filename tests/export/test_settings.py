@@ -23,12 +23,16 @@ def _resolve(env: dict[str, str] | None = None, **kwargs: Any):
     return resolve_settings(env=env or {}, **args)
 
 
+def _url(s, signal: str) -> str | None:  # type: ignore[no-untyped-def]
+    sig = s.signal(signal)
+    return None if sig is None else sig.endpoint
+
+
 def test_defaults() -> None:
     s = _resolve()
     assert s.prometheus == ("127.0.0.1", 9464)
     assert s.export_interval_s == 10.0
-    assert s.otlp_protocol == "grpc"
-    assert not s.otlp_enabled
+    assert not s.otlp_enabled and s.traces is None and s.metrics is None
 
 
 def test_environment_is_honoured() -> None:
@@ -42,9 +46,8 @@ def test_environment_is_honoured() -> None:
             "OTEL_EXPORTER_PROMETHEUS_PORT": "9999",
         }
     )
-    assert s.otlp_enabled and s.otlp_from_env and s.otlp_endpoint is None
-    assert s.signal_endpoint("metrics") is None  # the exporter reads the env itself
-    assert s.otlp_protocol == "http/protobuf"
+    assert s.traces is not None and s.metrics is not None
+    assert s.traces.protocol == s.metrics.protocol == "http/protobuf"
     assert s.export_interval_s == 2.5
     assert s.export_timeout_s == 0.7
     assert s.prometheus == ("::1", 9999)
@@ -52,22 +55,106 @@ def test_environment_is_honoured() -> None:
 
 def test_arguments_win_over_environment() -> None:
     s = _resolve(
-        {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_METRIC_EXPORT_INTERVAL": "1"},
+        {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_METRIC_EXPORT_INTERVAL": "1",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://elsewhere:4318/v1/traces",
+        },
         otlp_endpoint="http://127.0.0.1:4318/",
         otlp_protocol="http/protobuf",
         export_interval=3,
         prometheus=None,
     )
-    assert s.otlp_endpoint == "http://127.0.0.1:4318/"
-    assert s.signal_endpoint("metrics") == "http://127.0.0.1:4318/v1/metrics"
-    assert s.signal_endpoint("traces") == "http://127.0.0.1:4318/v1/traces"
+    assert _url(s, "metrics") == "http://127.0.0.1:4318/v1/metrics"
+    assert _url(s, "traces") == "http://127.0.0.1:4318/v1/traces"
+    assert s.traces is not None and s.traces.source == "otlp_endpoint"
     assert s.export_interval_s == 3.0
     assert s.prometheus is None
 
 
 def test_grpc_endpoint_is_passed_as_is() -> None:
     s = _resolve(otlp_endpoint="http://127.0.0.1:4317")
-    assert s.signal_endpoint("traces") == "http://127.0.0.1:4317"
+    assert _url(s, "traces") == _url(s, "metrics") == "http://127.0.0.1:4317"
+
+
+# --- OTEL_* exporter variables, one by one, as the specification says -------------
+
+
+def test_the_generic_endpoint_gets_the_signal_path_for_http() -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/base/", "OTEL_EXPORTER_OTLP_PROTOCOL":
+           "http/protobuf"}  # fmt: skip
+    s = _resolve(env)
+    assert _url(s, "traces") == "http://c:4318/base/v1/traces"
+    assert _url(s, "metrics") == "http://c:4318/base/v1/metrics"
+
+
+def test_the_generic_endpoint_is_taken_as_is_for_grpc() -> None:
+    s = _resolve({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"})
+    assert _url(s, "traces") == _url(s, "metrics") == "http://c:4317"
+
+
+def test_a_per_signal_endpoint_is_used_as_given() -> None:
+    # Before: /v1/traces was appended to a URL that already ended in it.
+    env = {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://phoenix:6006/v1/traces",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://vm:8428/opentelemetry/v1/metrics",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://ignored:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    }
+    s = _resolve(env)
+    assert _url(s, "traces") == "http://phoenix:6006/v1/traces"
+    assert _url(s, "metrics") == "http://vm:8428/opentelemetry/v1/metrics"
+    assert s.traces is not None and s.traces.source == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+
+
+def test_only_a_traces_endpoint_creates_no_metric_exporter() -> None:
+    # Before: the metric exporter was created too, aimed at the SDK's guess (localhost:4317).
+    s = _resolve({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://phoenix:6006/v1/traces"})
+    assert s.traces is not None and s.metrics is None
+
+
+def test_per_signal_protocols_apply_to_their_own_signal() -> None:
+    # Before: the metrics protocol variable won for both signals.
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+    }
+    s = _resolve(env)
+    assert s.traces is not None and s.metrics is not None
+    assert (s.traces.protocol, s.metrics.protocol) == ("http/protobuf", "grpc")
+    assert _url(s, "traces") == "http://c:4318/v1/traces"
+    assert _url(s, "metrics") == "http://c:4318"
+    s = _resolve({**env, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf"})
+    assert s.metrics is not None and s.metrics.protocol == "http/protobuf"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "traces", "metrics", "prometheus"),
+    [
+        ("OTEL_TRACES_EXPORTER", "none", False, True, True),
+        ("OTEL_TRACES_EXPORTER", "otlp", True, True, True),
+        ("OTEL_METRICS_EXPORTER", "none", True, False, False),
+        ("OTEL_METRICS_EXPORTER", "otlp", True, True, False),
+        ("OTEL_METRICS_EXPORTER", "prometheus", True, False, True),
+        ("OTEL_METRICS_EXPORTER", "otlp, Prometheus", True, True, True),
+    ],
+)
+def test_exporter_variables_switch_a_signal(
+    variable: str, value: str, traces: bool, metrics: bool, prometheus: bool
+) -> None:
+    s = _resolve({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", variable: value})
+    assert (s.traces is not None, s.metrics is not None, s.prometheus is not None) == (
+        traces, metrics, prometheus,
+    )  # fmt: skip
+
+
+def test_arguments_switch_signals_over_the_variables() -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_METRICS_EXPORTER": "none"}
+    s = _resolve(env, otlp_metrics=True, otlp_traces=False)
+    assert s.traces is None and s.metrics is not None
+    # An explicit prometheus argument wins over OTEL_METRICS_EXPORTER.
+    assert _resolve(env, prometheus="127.0.0.1:0").prometheus == ("127.0.0.1", 0)
 
 
 @pytest.mark.parametrize(
@@ -87,6 +174,22 @@ def test_grpc_endpoint_is_passed_as_is() -> None:
         ({}, {"OTEL_EXPORTER_PROMETHEUS_PORT": "x"}, ValueError, "OTEL_EXPORTER_PROMETHEUS_PORT"),
         ({"service_name": ""}, {}, ValueError, "service_name must not be empty"),
         ({"zone": 3}, {}, TypeError, "zone must be a str"),
+        ({"otlp_endpoint": "http://c:4318/v1/traces"}, {}, ValueError, "already ends in /v1/t"),
+        ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c/v1/metrics"}, ValueError, "base URL"),
+        ({}, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "c:4318"}, ValueError, "TRACES_ENDPOINT"),
+        ({}, {"OTEL_TRACES_EXPORTER": "zipkin"}, ValueError, "OTEL_TRACES_EXPORTER='zipkin'"),
+        ({}, {"OTEL_METRICS_EXPORTER": "none,otlp"}, ValueError, "cannot be combined"),
+        ({"otlp_traces": True}, {}, ValueError, "otlp_traces=True but no OTLP endpoint"),
+        ({"otlp_metrics": "yes"}, {}, TypeError, "otlp_metrics must be a bool"),
+        (
+            {},
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "json",
+            },
+            ValueError,
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        ),
     ],
 )
 def test_bad_settings_are_clear_errors(

@@ -30,7 +30,7 @@ from ._clock import ClockCompensation
 from ._guard import GuardedMetricExporter
 from ._prometheus import PrometheusEndpoint
 from ._rewrite import RewritingMetricExporter, RewritingSpanExporter, TimestampRewriter
-from ._settings import DEFAULT, ExportSettings, _Default, resolve_settings
+from ._settings import DEFAULT, ExportSettings, OtlpSignal, _Default, resolve_settings
 
 __all__ = ["Telemetry", "configure"]
 
@@ -175,32 +175,34 @@ def _run_bounded(steps: Mapping[str, Callable[[], Any]], timeout: float, what: s
     return not late and not failed
 
 
-def _otlp_exporters(settings: ExportSettings) -> tuple[MetricExporter, SpanExporter]:
+def _span_exporter(signal: OtlpSignal) -> SpanExporter:
     # Imported lazily: the gRPC stack is heavy, and services that only scrape
     # should not pay for it.
-    if settings.otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
+    if signal.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcSpanExporter,
         )
 
-        return (
-            GrpcMetricExporter(endpoint=settings.signal_endpoint("metrics")),
-            GrpcSpanExporter(endpoint=settings.signal_endpoint("traces")),
-        )
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpMetricExporter,
-    )
+        return GrpcSpanExporter(endpoint=signal.endpoint)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpSpanExporter,
     )
 
-    return (
-        HttpMetricExporter(endpoint=settings.signal_endpoint("metrics")),
-        HttpSpanExporter(endpoint=settings.signal_endpoint("traces")),
+    return HttpSpanExporter(endpoint=signal.endpoint)
+
+
+def _metric_exporter(signal: OtlpSignal) -> MetricExporter:
+    if signal.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+
+        return GrpcMetricExporter(endpoint=signal.endpoint)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpMetricExporter,
     )
+
+    return HttpMetricExporter(endpoint=signal.endpoint)
 
 
 def configure(
@@ -209,6 +211,8 @@ def configure(
     zone: str | None = None,
     otlp_endpoint: str | None = None,
     otlp_protocol: str | None = None,
+    otlp_traces: bool | None = None,
+    otlp_metrics: bool | None = None,
     export_interval: float | None = None,
     export_timeout: float | None = None,
     prometheus: str | _Default | None = DEFAULT,
@@ -233,19 +237,28 @@ def configure(
     Args:
         service_name: ``service.name`` resource attribute (else ``OTEL_SERVICE_NAME``).
         zone: ``cloud.availability_zone`` resource attribute.
-        otlp_endpoint: base OTLP URL (``http://host:4317`` for gRPC,
-            ``http://host:4318`` for HTTP, whose ``/v1/metrics`` and
-            ``/v1/traces`` paths are appended).  Else ``OTEL_EXPORTER_OTLP_*ENDPOINT``;
-            with neither, nothing is sent over OTLP (schedobs never guesses a
+        otlp_endpoint: base OTLP URL for both signals (``http://host:4317`` for
+            gRPC, ``http://host:4318`` for HTTP, whose ``/v1/metrics`` and
+            ``/v1/traces`` paths are appended; a URL already ending in one is an
+            error).  Else, per signal, ``OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT``
+            (used as given), else ``OTEL_EXPORTER_OTLP_ENDPOINT`` (a base URL).
+            A signal with no endpoint is not sent (schedobs never guesses a
             collector address).
-        otlp_protocol: ``grpc`` (default) or ``http/protobuf``; else
-            ``OTEL_EXPORTER_OTLP_PROTOCOL`` and its per-signal variants.
+        otlp_protocol: ``grpc`` (default) or ``http/protobuf`` for both signals;
+            else, per signal, ``OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL``, else
+            ``OTEL_EXPORTER_OTLP_PROTOCOL``.
+        otlp_traces, otlp_metrics: send this signal over OTLP (``True`` needs an
+            endpoint) or not; else ``OTEL_TRACES_EXPORTER`` /
+            ``OTEL_METRICS_EXPORTER`` (``otlp``, ``none``, and ``prometheus`` for
+            metrics), else on whenever the signal has an endpoint.  A traces-only
+            backend: ``otlp_metrics=False`` or ``OTEL_METRICS_EXPORTER=prometheus``.
         export_interval: seconds between metric exports (else
             ``OTEL_METRIC_EXPORT_INTERVAL``, else 10).
         export_timeout: seconds one metric export may take (else
             ``OTEL_METRIC_EXPORT_TIMEOUT``, else 10).
         prometheus: ``"host:port"`` of the scrape endpoint (else
-            ``OTEL_EXPORTER_PROMETHEUS_HOST``/``_PORT``, else ``127.0.0.1:9464``);
+            ``OTEL_EXPORTER_PROMETHEUS_HOST``/``_PORT``, else ``127.0.0.1:9464``;
+            when ``OTEL_METRICS_EXPORTER`` is set without ``prometheus``, none);
             port ``0`` picks a free one; ``None`` disables it.
         registry: the registry of :class:`~schedobs.contract.SchedulerMetrics`
             to export (default: the process-wide one).
@@ -278,6 +291,8 @@ def configure(
         zone=zone,
         otlp_endpoint=otlp_endpoint,
         otlp_protocol=otlp_protocol,
+        otlp_traces=otlp_traces,
+        otlp_metrics=otlp_metrics,
         export_interval=export_interval,
         export_timeout=export_timeout,
         prometheus=prometheus,
@@ -338,17 +353,18 @@ def _start(
     readers: list[MetricReader] = list(metric_readers)
     span_exporter: SpanExporter | None = None
     accounting: SpanAccounting | None = None
-    if settings.otlp_enabled:
-        metric_exporter, span_exporter = _otlp_exporters(settings)
+    if settings.traces is not None:
+        span_exporter = _span_exporter(settings.traces)
         started.append(span_exporter.shutdown)
         if timestamp_rewriter is not None:
-            metric_exporter = RewritingMetricExporter(metric_exporter, timestamp_rewriter)
             span_exporter = RewritingSpanExporter(span_exporter, timestamp_rewriter)
-        metric_exporter = GuardedMetricExporter(
-            metric_exporter, settings.signal_endpoint("metrics") or "the OTLP endpoint"
-        )
         accounting = SpanAccounting()
         span_exporter = accounting.wrap(span_exporter)
+    if settings.metrics is not None:
+        metric_exporter = _metric_exporter(settings.metrics)
+        if timestamp_rewriter is not None:
+            metric_exporter = RewritingMetricExporter(metric_exporter, timestamp_rewriter)
+        metric_exporter = GuardedMetricExporter(metric_exporter, settings.metrics.endpoint)
         periodic = PeriodicExportingMetricReader(
             metric_exporter,
             export_interval_millis=settings.export_interval_s * 1000.0,

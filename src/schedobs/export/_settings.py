@@ -3,6 +3,22 @@
 Precedence, as in the OTel SDK: an explicit argument wins, then the standard
 environment variable, then the schedobs default.  Every problem is reported
 here, before anything is started, with the name of the offending setting.
+
+OTLP is resolved per signal (traces, metrics), as the specification's
+exporter variables say:
+
+* endpoint: ``otlp_endpoint`` (a base URL) > ``OTEL_EXPORTER_OTLP_{SIGNAL}_ENDPOINT``
+  (used as given) > ``OTEL_EXPORTER_OTLP_ENDPOINT`` (a base URL).  A base URL
+  gets ``/v1/traces`` or ``/v1/metrics`` appended for ``http/protobuf``; gRPC
+  takes it as it is.  With none of them the signal is not sent: schedobs
+  never guesses a collector address.
+* protocol: ``otlp_protocol`` > ``OTEL_EXPORTER_OTLP_{SIGNAL}_PROTOCOL`` >
+  ``OTEL_EXPORTER_OTLP_PROTOCOL`` > ``grpc``.
+* on or off: ``otlp_traces``/``otlp_metrics`` > ``OTEL_TRACES_EXPORTER`` /
+  ``OTEL_METRICS_EXPORTER`` (``otlp``, ``none``; for metrics also
+  ``prometheus``) > on when the signal has an endpoint.  When
+  ``OTEL_METRICS_EXPORTER`` is set and the ``prometheus`` argument is not, the
+  scrape endpoint is on exactly when the variable lists ``prometheus``.
 """
 
 from __future__ import annotations
@@ -14,7 +30,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT", "DEFAULT_PROMETHEUS", "ExportSettings", "resolve_settings"]
+__all__ = ["DEFAULT", "DEFAULT_PROMETHEUS", "ExportSettings", "OtlpSignal", "resolve_settings"]
 
 
 class _Default:
@@ -37,12 +53,23 @@ DEFAULT_EXPORT_INTERVAL_S = 10.0
 DEFAULT_EXPORT_TIMEOUT_S = 10.0
 
 Protocol_ = Literal["grpc", "http/protobuf"]
+Signal = Literal["traces", "metrics"]
 _PROTOCOLS: tuple[Protocol_, ...] = ("grpc", "http/protobuf")
-_ENDPOINT_VARS = (
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-)
+_EXPORTERS: dict[Signal, tuple[str, ...]] = {
+    "traces": ("otlp", "none"),
+    "metrics": ("otlp", "prometheus", "none"),
+}
+
+
+@dataclass(frozen=True)
+class OtlpSignal:
+    """Where and how one signal is sent over OTLP."""
+
+    #: The URL handed to the exporter, per-signal path included for HTTP.
+    endpoint: str
+    protocol: Protocol_
+    #: Where the endpoint came from (an argument or a variable name), for messages.
+    source: str
 
 
 @dataclass(frozen=True)
@@ -51,29 +78,21 @@ class ExportSettings:
 
     service_name: str | None
     zone: str | None
-    #: Base OTLP endpoint given as an argument (``None``: see ``otlp_from_env``).
-    otlp_endpoint: str | None
-    #: OTLP enabled by ``OTEL_EXPORTER_OTLP_*ENDPOINT``; the exporters read those themselves.
-    otlp_from_env: bool
-    otlp_protocol: Protocol_
+    #: OTLP traces (``None``: not sent).
+    traces: OtlpSignal | None
+    #: OTLP metrics (``None``: not sent).
+    metrics: OtlpSignal | None
     export_interval_s: float
     export_timeout_s: float
     prometheus: tuple[str, int] | None
 
     @property
     def otlp_enabled(self) -> bool:
-        """Whether spans and metrics are sent over OTLP."""
-        return self.otlp_endpoint is not None or self.otlp_from_env
+        """Whether any signal is sent over OTLP."""
+        return self.traces is not None or self.metrics is not None
 
-    def signal_endpoint(self, signal: Literal["metrics", "traces"]) -> str | None:
-        """The endpoint to hand the exporter of ``signal`` (``None``: let it read the env)."""
-        if self.otlp_endpoint is None:
-            return None
-        if self.otlp_protocol == "grpc":
-            return self.otlp_endpoint
-        # OTLP/HTTP: a base endpoint gets the per-signal path, as
-        # OTEL_EXPORTER_OTLP_ENDPOINT does in the specification.
-        return self.otlp_endpoint.rstrip("/") + f"/v1/{signal}"
+    def signal(self, name: Signal) -> OtlpSignal | None:
+        return self.traces if name == "traces" else self.metrics
 
 
 def _optional_text(what: str, value: object) -> str | None:
@@ -108,30 +127,100 @@ def _seconds(
     return float(value)
 
 
-def _endpoint(value: object) -> str:
+def _endpoint(value: object, what: str = "otlp_endpoint") -> str:
     if not isinstance(value, str):
-        raise TypeError(f"otlp_endpoint must be a str or None, got {type(value).__name__}")
+        raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
+    value = value.strip()
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
-            f"otlp_endpoint must be a URL with an http or https scheme and a host, "
+            f"{what} must be a URL with an http or https scheme and a host, "
             f"such as 'http://127.0.0.1:4317'; got {value!r}"
         )
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ValueError(f"otlp_endpoint has an invalid port: {value!r} ({exc})") from None
+        raise ValueError(f"{what} has an invalid port: {value!r} ({exc})") from None
     return value
 
 
-def _protocol(value: object, env: Mapping[str, str]) -> Protocol_:
+def _base(value: str, what: str) -> str:
+    """A base URL must not carry a signal's path: it would be appended twice."""
+    path = urlsplit(value).path.rstrip("/")
+    for signal in ("traces", "metrics", "logs"):
+        if path.endswith(f"/v1/{signal}"):
+            raise ValueError(
+                f"{what} is a base URL (the per-signal paths /v1/traces and /v1/metrics are "
+                f"appended to it for http/protobuf), but {value!r} already ends in "
+                f"/v1/{signal}; give the base, or a per-signal URL in "
+                f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+            )
+    return value
+
+
+def _otlp_signal(
+    signal: Signal, endpoint: str | None, protocol: object, switch: object,
+    env: Mapping[str, str],
+) -> OtlpSignal | None:  # fmt: skip
+    """One signal's OTLP settings (see the module docstring for the precedence)."""
+    upper = signal.upper()
+    proto = _protocol(
+        protocol, env, (f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    )
+    if endpoint is not None:
+        url, source, base = endpoint, "otlp_endpoint", True
+    elif env.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT", "").strip():
+        var = f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT"
+        url, source, base = _endpoint(env[var], var), var, False
+    elif env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        var = "OTEL_EXPORTER_OTLP_ENDPOINT"
+        url, source, base = _base(_endpoint(env[var], var), var), var, True
+    else:
+        url, source, base = None, "", False
+    switch_name = f"otlp_{signal}"
+    if switch is None:
+        wanted = _exporters(signal, env)
+        on = url is not None and (wanted is None or "otlp" in wanted)
+    elif isinstance(switch, bool):
+        if switch and url is None:
+            raise ValueError(
+                f"{switch_name}=True but no OTLP endpoint is set for {signal}: pass "
+                f"otlp_endpoint or set OTEL_EXPORTER_OTLP_{upper}_ENDPOINT or "
+                "OTEL_EXPORTER_OTLP_ENDPOINT"
+            )
+        on = switch
+    else:
+        raise TypeError(f"{switch_name} must be a bool or None, got {switch!r}")
+    if not on or url is None:
+        return None
+    if base and proto == "http/protobuf":
+        url = url.rstrip("/") + f"/v1/{signal}"
+    return OtlpSignal(endpoint=url, protocol=proto, source=source)
+
+
+def _exporters(signal: Signal, env: Mapping[str, str]) -> tuple[str, ...] | None:
+    """``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` as a tuple, ``None`` if unset."""
+    var = f"OTEL_{signal.upper()}_EXPORTER"
+    raw = env.get(var, "").strip()
+    if not raw:
+        return None
+    names = tuple(name.strip().lower() for name in raw.split(",") if name.strip())
+    supported = _EXPORTERS[signal]
+    for name in names:
+        if name not in supported:
+            raise ValueError(
+                f"{var}={raw!r}: schedobs sends {signal} with {', '.join(supported)}; "
+                f"{name!r} is not one of them"
+            )
+    if "none" in names and len(names) > 1:
+        raise ValueError(f"{var}={raw!r}: 'none' cannot be combined with other exporters")
+    return names
+
+
+def _protocol(value: object, env: Mapping[str, str], variables: tuple[str, ...]) -> Protocol_:
     source = "otlp_protocol"
     if value is None:
-        for var in (
-            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ):
+        for var in variables:
             if env.get(var, "").strip():
                 value, source = env[var].strip(), var
                 break
@@ -161,6 +250,9 @@ def _prometheus(value: object, env: Mapping[str, str]) -> tuple[str, int] | None
     if value is None:
         return None
     if value is DEFAULT:
+        wanted = _exporters("metrics", env)
+        if wanted is not None and "prometheus" not in wanted:
+            return None  # OTEL_METRICS_EXPORTER names the exporters; it did not name this one
         host = env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "").strip()
         port = env.get("OTEL_EXPORTER_PROMETHEUS_PORT", "").strip()
         default_host, default_port = parse_host_port("prometheus", DEFAULT_PROMETHEUS)
@@ -179,17 +271,18 @@ def resolve_settings(
     export_interval: object,
     export_timeout: object,
     prometheus: object,
+    otlp_traces: object = None,
+    otlp_metrics: object = None,
     env: Mapping[str, str] | None = None,
 ) -> ExportSettings:
     """Merge arguments with the environment and validate them all."""
     env = os.environ if env is None else env
-    endpoint = None if otlp_endpoint is None else _endpoint(otlp_endpoint)
+    endpoint = None if otlp_endpoint is None else _base(_endpoint(otlp_endpoint), "otlp_endpoint")
     return ExportSettings(
         service_name=_optional_text("service_name", service_name),
         zone=_optional_text("zone", zone),
-        otlp_endpoint=endpoint,
-        otlp_from_env=endpoint is None and any(env.get(v, "").strip() for v in _ENDPOINT_VARS),
-        otlp_protocol=_protocol(otlp_protocol, env),
+        traces=_otlp_signal("traces", endpoint, otlp_protocol, otlp_traces, env),
+        metrics=_otlp_signal("metrics", endpoint, otlp_protocol, otlp_metrics, env),
         export_interval_s=_seconds(
             "export_interval", export_interval, "OTEL_METRIC_EXPORT_INTERVAL",
             DEFAULT_EXPORT_INTERVAL_S, env,

@@ -159,6 +159,8 @@ class HttpOtlpReceiver(OtlpReceiver):
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__()
         receiver = self
+        #: Paths that were posted to but are not OTLP routes (answered 404).
+        self.unrouted: list[str] = []
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -177,6 +179,7 @@ class HttpOtlpReceiver(OtlpReceiver):
                 route = routes.get(self.path)
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if route is None:
+                    receiver.unrouted.append(self.path)
                     self.send_error(404)
                     return
                 fault = receiver._inject()
