@@ -23,28 +23,45 @@ def _series(registry: Registry) -> dict[tuple[str, str | None], object]:
     return out
 
 
-def test_asyncio_queue_lengths_lag_and_task_timing(registry: Registry) -> None:
+def test_asyncio_queue_lengths_and_lag_probe(registry: Registry) -> None:
     seen: dict[str, int] = {}
 
     async def main() -> None:
-        inst = AsyncioInstrumentation(name="loop", registry=registry, probe_interval=0.005,
-                                      task_timing=True).install()  # fmt: skip
+        inst = AsyncioInstrumentation(
+            name="loop", registry=registry, probe_interval=0.005
+        ).install()
         loop = asyncio.get_running_loop()
         for _ in range(50):
             loop.call_later(60, lambda: None)  # timers waiting
-        await asyncio.gather(*(asyncio.sleep(0.001) for _ in range(20)))
         await asyncio.sleep(0.1)  # ~20 probes
         points = _series(registry)
         seen["timer"] = points[("scheduler.queue.length", "timer")].value  # type: ignore[attr-defined]
         seen["lag"] = points[("scheduler.schedule.latency", "ready")].count  # type: ignore[attr-defined]
         inst.uninstall()
-        assert loop.get_task_factory() is None
 
     asyncio.run(main())
     assert seen["timer"] >= 50
-    # Probes (~20) plus the 20 gathered tasks' first steps share the series.
-    assert seen["lag"] >= 25
+    assert 5 <= seen["lag"] <= 25  # one sample per probe interval
     assert registry.names() == []  # uninstall unregistered the metrics
+
+
+def test_asyncio_task_timing_replaces_the_probe_in_the_ready_series(registry: Registry) -> None:
+    """Before, per-task times and probe samples landed in one ``queue=ready`` series,
+    so its distribution was neither; with ``task_timing`` it counts exactly the tasks."""
+    seen: dict[str, int] = {}
+
+    async def main() -> None:
+        inst = AsyncioInstrumentation(name="loop", registry=registry, probe_interval=0.001,
+                                      task_timing=True).install()  # fmt: skip
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(asyncio.sleep(0.001) for _ in range(20)))
+        await asyncio.sleep(0.1)  # ~100 probe intervals: none may be sampled
+        seen["count"] = _series(registry)[("scheduler.schedule.latency", "ready")].count  # type: ignore[attr-defined]
+        inst.uninstall()
+        assert loop.get_task_factory() is None
+
+    asyncio.run(main())
+    assert seen["count"] == 20  # the gathered tasks' first steps, nothing else
 
 
 def test_asyncio_exports_conform(registry: Registry) -> None:

@@ -11,8 +11,12 @@
   queue every handle waits in) and *sampled*: one observation per interval, not
   one per handle; per-handle timing would need the loop's private run loop.
 - Optional task-level timing (``task_timing=True``): a task factory records,
-  for every task, the time from creation to its first step.  It wraps each
-  task's coroutine, so ``task.get_coro()`` returns the wrapper.
+  for every task, the time from creation to its first step, in the same
+  ``scheduler.schedule.latency{queue=ready}`` series, and **replaces the
+  probe**: the two measure different things (a task's wait for its first step,
+  a sampled handle's wait) and mixed in one histogram neither distribution
+  would mean anything.  It wraps each task's coroutine, so ``task.get_coro()``
+  returns the wrapper.
 
 Example::
 
@@ -47,14 +51,15 @@ class AsyncioInstrumentation:
         probe_interval: float = 0.01,
         task_timing: bool = False,
     ) -> None:
+        """``probe_interval``: seconds between loop-lag probes (unused with ``task_timing``)."""
         if not probe_interval > 0:
             raise ValueError(f"probe_interval must be > 0, got {probe_interval!r}")
         self._loop = loop
         self._interval = probe_interval
         self._task_timing = task_timing
         self.metrics = SchedulerMetrics(name, kind="asyncio", registry=registry)
-        self._lag = self.metrics.latency(queue="ready")
-        self._task_latency = self.metrics.latency(queue="ready") if task_timing else None
+        # One measure per series: per-task timing, when on, replaces the probe.
+        self._latency = self.metrics.latency(queue="ready")
         self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._previous_factory: Any = None
         self._installed = False
@@ -72,7 +77,8 @@ class AsyncioInstrumentation:
             self._previous_factory = loop.get_task_factory()
             loop.set_task_factory(self._factory)  # type: ignore[arg-type]
         self._installed = True
-        self._handle = loop.call_soon(self._probe)
+        if not self._task_timing:
+            self._handle = loop.call_soon(self._probe)
         return self
 
     def uninstall(self) -> None:
@@ -93,7 +99,7 @@ class AsyncioInstrumentation:
             self._handle = self._loop.call_soon(self._measure, _now())
 
     def _measure(self, scheduled: float) -> None:
-        self._lag.observe((_now() - scheduled) * 1000.0)
+        self._latency.observe((_now() - scheduled) * 1000.0)
         if self._installed and self._loop is not None:
             self._handle = self._loop.call_later(self._interval, self._probe)
 
@@ -108,6 +114,5 @@ class AsyncioInstrumentation:
         return asyncio.Task(wrapped, loop=loop, **kwargs)
 
     async def _timed(self, coro: Coroutine[Any, Any, Any], created: float) -> Any:
-        assert self._task_latency is not None
-        self._task_latency.observe((_now() - created) * 1000.0)
+        self._latency.observe((_now() - created) * 1000.0)
         return await coro
