@@ -138,3 +138,60 @@ def test_demo_exports_conforming_otlp_to_a_receiver() -> None:
         report = check_otlp_metrics(receiver.metrics_requests[-1], strict=True)
     assert report.ok, report.render_text()
     assert report.series.get("scheduler.schedule.latency", 0) >= 3  # one per tenant, at least
+
+
+def _demo_output(on_a_terminal: bool) -> str:
+    """``schedobs demo --duration 3``, its stdout a pseudo-terminal or a pipe."""
+    import os
+    import select
+
+    args = [
+        sys.executable,
+        "-m",
+        "schedobs",
+        "demo",
+        "--duration",
+        "3",
+        "--prometheus",
+        "127.0.0.1:0",
+    ]
+    if not on_a_terminal:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+    master, slave = os.openpty()
+    proc = subprocess.Popen(args, stdout=slave, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_the_demo_redraws_its_live_view_in_place_on_a_terminal() -> None:
+    text = _demo_output(on_a_terminal=True)
+    opened, closed = text.find("\x1b[?1049h"), text.find("\x1b[?1049l")
+    assert 0 <= opened < closed, "the view uses the alternate screen and leaves it"
+    live = text[opened:closed]
+    assert live.count("\x1b[H") >= 2  # redrawn from the top, once a second
+    assert "\x1b[2J" not in text  # no clear-and-scroll
+    # The final summary is printed on the main screen, after the view closed.
+    assert ": exact" in text[closed:]
+
+
+def test_the_demo_prints_plain_lines_when_stdout_is_not_a_terminal() -> None:
+    text = _demo_output(on_a_terminal=False)
+    assert "\x1b" not in text
+    assert text.count("schedobs demo:") >= 3  # a view a second, then the final one
+    assert ": exact" in text

@@ -142,6 +142,30 @@ def _view(registry: Registry, rt: Runtime, telemetry: Any, elapsed: float) -> st
     return "\n".join(lines)
 
 
+class _Screen:
+    """A live view redrawn in place, as ``top`` does: the terminal's alternate screen,
+    the cursor sent home and every line overwritten each second, the terminal as
+    it was when the view closes (the final summary is then printed normally)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._open = True
+        out.write("\x1b[?1049h\x1b[?25l")  # alternate screen, cursor hidden
+        out.flush()
+
+    def draw(self, view: str) -> None:
+        # Home, each line cleared to its end, then everything below: no scrolling.
+        body = "\x1b[K\n".join(view.splitlines())
+        self._out.write(f"\x1b[H{body}\x1b[K\n\x1b[J")
+        self._out.flush()
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._out.write("\x1b[?25h\x1b[?1049l")  # cursor shown, main screen back
+            self._out.flush()
+
+
 def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     """Run the demo; returns the process exit code (0: exact totals, conforming endpoint)."""
     registry = Registry()
@@ -176,15 +200,23 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
                   file=out)  # fmt: skip
     started = time.monotonic()
     loader.start()
-    interactive = not options.headless and out.isatty()
+    screen = _Screen(out) if not options.headless and out.isatty() else None
     try:
         while options.duration <= 0 or time.monotonic() - started < options.duration:
             time.sleep(1.0)
             if not options.headless:
                 view = _view(registry, rt, telemetry, time.monotonic() - started)
-                print(("\x1b[2J\x1b[H" if interactive else "") + view, file=out, flush=True)
+                if screen is not None:
+                    screen.draw(view)
+                else:
+                    print(view, file=out, flush=True)
     except KeyboardInterrupt:
+        if screen is not None:
+            screen.close()
         print("\ninterrupted; draining", file=out)
+    finally:
+        if screen is not None:
+            screen.close()
     load.stop.set()
     loader.join()
     drained = ts.shutdown(wait=True, timeout=30)
