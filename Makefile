@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint bench soak fuzz system-deps venv clean test-matrix
+.PHONY: demo test lint bench soak fuzz system-deps venv clean test-matrix test-otel-range
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,25 @@ system-deps:
 	@prometheus --version 2>&1 | head -n 1
 	@/usr/sbin/chronyd --version
 	@ls /usr/lib/python3.11/test/test_concurrent_futures.py
+	@$(MAKE) --no-print-directory $(VM_BIN)
+
+# VictoriaMetrics, a real OTLP metrics backend (DESIGN §7): Debian trixie's package
+# (1.112; bookworm's 1.79 predates OTLP ingestion), fetched with apt's own tools
+# through a private source list and unpacked into .cache/, never installed and
+# never touching the system's sources.  Its binary runs on bookworm.
+VM_CACHE = .cache/victoria-metrics
+VM_BIN = $(VM_CACHE)/root/usr/bin/victoria-metrics
+VM_APT = -o Dir::Etc::sourcelist=$(CURDIR)/$(VM_CACHE)/sources.list -o Dir::Etc::sourceparts=- \
+	-o Dir::State::Lists=$(CURDIR)/$(VM_CACHE)/lists -o Dir::Cache=$(CURDIR)/$(VM_CACHE)/cache \
+	-o Debug::NoLocking=1
+$(VM_BIN):
+	mkdir -p $(VM_CACHE)/lists/partial $(VM_CACHE)/cache/archives/partial
+	echo "deb http://deb.debian.org/debian trixie main" > $(VM_CACHE)/sources.list
+	apt-get -qq $(VM_APT) update
+	cd $(VM_CACHE) && apt-get -qq $(VM_APT) download victoria-metrics
+	dpkg -x $(VM_CACHE)/victoria-metrics_*.deb $(VM_CACHE)/root
+	rm -rf $(VM_CACHE)/lists $(VM_CACHE)/cache $(VM_CACHE)/victoria-metrics_*.deb
+	@$(VM_BIN) -version
 
 demo: $(STAMP)
 	$(BIN)/schedobs demo $(DEMO_ARGS)
@@ -73,5 +92,22 @@ test-matrix: system-deps
 	  $(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$$v || exit 1; \
 	done
 
+# The whole suite against both ends of the supported OpenTelemetry range, each in
+# its own venv: the oldest release (1.30.0 and its Prometheus exporter 0.51b0)
+# and the newest on PyPI.  `make test` stays on the newest.
+OTEL_OLDEST = opentelemetry-api==1.30.0 opentelemetry-sdk==1.30.0 \
+	opentelemetry-exporter-otlp==1.30.0 opentelemetry-exporter-prometheus==0.51b0
+test-otel-range: system-deps
+	$(PYTHON) -m venv .venv-otel-oldest
+	.venv-otel-oldest/bin/pip install --quiet --upgrade pip
+	.venv-otel-oldest/bin/pip install --quiet -e '.[dev]' $(OTEL_OLDEST)
+	.venv-otel-oldest/bin/python -c "import importlib.metadata as m; print('oldest: opentelemetry-sdk', m.version('opentelemetry-sdk'))"
+	.venv-otel-oldest/bin/python -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m venv .venv-otel-newest
+	.venv-otel-newest/bin/pip install --quiet --upgrade pip
+	.venv-otel-newest/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	.venv-otel-newest/bin/python -c "import importlib.metadata as m; print('newest: opentelemetry-sdk', m.version('opentelemetry-sdk'))"
+	.venv-otel-newest/bin/python -m pytest $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
+	rm -rf $(VENV) .venv-3.* .venv-otel-* .cache .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -18,6 +18,7 @@ baseline.  Shared machines are noisy: read medians and ratios, not single runs.
 from __future__ import annotations
 
 import argparse
+import inspect
 import random
 import statistics
 import sys
@@ -90,12 +91,20 @@ _VIEW = View(
 )
 
 
+def _prometheus_reader() -> PrometheusMetricReader:
+    # A private registry where the release takes one (0.63b0 and later); the
+    # global one otherwise (0.51b0, the oldest supported).
+    if "registry" in inspect.signature(PrometheusMetricReader.__init__).parameters:
+        return PrometheusMetricReader(registry=CollectorRegistry())  # type: ignore[call-arg, unused-ignore]
+    return PrometheusMetricReader()
+
+
 def _sdk_histogram(two_readers: bool) -> tuple[MeterProvider, Callable[[float], None]]:
     readers: list[MetricReader] = [InMemoryMetricReader()]
     if two_readers:
         readers = [
             PeriodicExportingMetricReader(_NullExporter(), export_interval_millis=3_600_000),
-            PrometheusMetricReader(registry=CollectorRegistry()),
+            _prometheus_reader(),
         ]
     provider = MeterProvider(metric_readers=readers, views=[_VIEW])
     hist = provider.get_meter("bench").create_histogram("bench.latency", unit="ms")

@@ -10,6 +10,7 @@ from schedobs.testing import GrpcOtlpReceiver, HttpOtlpReceiver
 
 from ._chrony_server import ChronyServer
 from ._prometheus_server import PrometheusServer
+from ._victoria_metrics import VictoriaMetrics
 
 
 @pytest.fixture
@@ -32,6 +33,16 @@ def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom
 def chrony_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChronyServer]:
     """Debian's chronyd as an NTP server on a free loopback port (never touches the clock)."""
     server = ChronyServer(tmp_path_factory.mktemp("chrony"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
+    """VictoriaMetrics, a real OTLP metrics backend, on a free loopback port."""
+    server = VictoriaMetrics(tmp_path_factory.mktemp("victoria-metrics"))
     try:
         yield server
     finally:

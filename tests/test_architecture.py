@@ -145,6 +145,7 @@ _ALLOWED_FOREIGN_PRIVATE = {
     ),
     "_preferred_temporality": "an SDK MetricExporter's preference: no public getter (issue #12)",
     "_preferred_aggregation": "an SDK MetricExporter's preference: no public getter (issue #12)",
+    "_replace": "a namedtuple's public API (prometheus_client's Sample), underscored by design",
 }
 
 

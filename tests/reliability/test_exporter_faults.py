@@ -114,6 +114,15 @@ def test_refusing_collector_losses_are_counted_and_logged_once(
     status: object,
     protocol: str,
 ) -> None:
+    from importlib.metadata import version
+
+    if tuple(int(x) for x in version("opentelemetry-exporter-otlp-proto-common").split(".")[:2]) < (
+        1, 35,
+    ):  # fmt: skip
+        pytest.skip(
+            "before 1.35 the OTLP exporters retry for up to 64 s whatever their timeout, so "
+            "the losses are counted, but only after this test's flush bound"
+        )
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")  # give up on a batch quickly
     with receiver_type() as receiver:
         receiver.fault = Fault(status=status)

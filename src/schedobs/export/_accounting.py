@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from schedobs.contract import DROPPED_SPANS, SPAN_DROP_REASON
 
+from ._sdk import UnsupportedSdkError, queue_of
+
 __all__ = ["SpanAccounting"]
 
 _log = logging.getLogger("schedobs")
@@ -79,18 +81,19 @@ class SpanAccounting:
 
 class _CountingBatchSpanProcessor(BatchSpanProcessor):
     """The SDK's processor; a span that arrives at a full queue is counted before the SDK
-    drops it (the SDK's queue is private: pinned by tests against the SDK release)."""
+    drops it (the queue is private SDK state, found per release by ``_sdk.queue_of``)."""
 
     def __init__(self, exporter: SpanExporter, accounting: SpanAccounting) -> None:
         super().__init__(exporter)
         self._accounting = accounting
-        inner = getattr(self, "_batch_processor", None)
-        self._queue = getattr(inner, "_queue", None)
-        self._max = getattr(inner, "_max_queue_size", None)
+        try:
+            self._span_queue, self._span_bound = queue_of(self)
+        except UnsupportedSdkError:
+            self.shutdown()  # type: ignore[no-untyped-call]  # its worker thread has started
+            raise
 
     def on_end(self, span: ReadableSpan) -> None:
-        queue = self._queue
-        if queue is not None and self._max is not None and len(queue) >= self._max:
+        if len(self._span_queue) >= self._span_bound:
             self._accounting._queue_full()
         super().on_end(span)
 

@@ -19,6 +19,7 @@ want deltas convert, as the Collector's ``cumulativetodelta`` processor does).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -143,14 +144,33 @@ def _merge(
     return MetricsData(resource_metrics=[merged, *rest])
 
 
+def _uniform(metric: Metric) -> Metric:
+    data: Any = metric.data
+    points: list[Any] = list(data.data_points)
+    keys = {key for point in points for key in (point.attributes or {})}
+    if all(set(point.attributes or {}) == keys for point in points):
+        return metric
+    padded = [
+        dataclasses.replace(point, attributes=dict.fromkeys(keys, "") | dict(point.attributes))
+        for point in points
+    ]
+    return dataclasses.replace(metric, data=dataclasses.replace(data, data_points=padded))
+
+
 def attach(
     reader: MetricReader,
     *,
     resource: Resource,
     registry: Registry | None = None,
     clock_ns: Callable[[], int] = time.time_ns,
+    uniform_attributes: bool = False,
 ) -> None:
     """Make ``reader`` export ``registry``'s contract metrics with every collection.
+
+    ``uniform_attributes``: give every point of a metric the same attribute keys
+    (missing ones empty), for Prometheus exporter releases before 0.63b0, which
+    label all of a metric's series with one point's keys (Prometheus reads an
+    empty label as an absent one, so the exposition means what later releases say).
 
     ``reader`` must already be registered with a ``MeterProvider`` (pass it in
     ``MeterProvider(metric_readers=[...])`` first); ``resource`` should be that
@@ -160,7 +180,12 @@ def attach(
     source = REGISTRY if registry is None else registry
     # The SDK installs its collection function with ``_set_collect_callback``
     # when the reader joins a MeterProvider; it is the only hook that runs on
-    # every path into a reader (timer, force_flush, Prometheus scrape).
+    # every path into a reader (timer, force_flush, Prometheus scrape).  A
+    # workaround: the SDK has no public MetricProducer yet (issue
+    # open-telemetry/opentelemetry-python#4768; PR #5419 proposes
+    # ``metric_producers=`` on readers).  No release accepts it today; when one
+    # does, this bridge should hand the registry over that way instead.
+    # ``_sdk.check_sdk`` verifies the hook exists before configure() starts.
     inner: _CollectFn | None = getattr(reader, "_collect", None)
     if inner is None:
         raise ValueError(
@@ -173,6 +198,8 @@ def attach(
     def collect(reader_: MetricReader, *args: Any, **kwargs: Any) -> MetricsData | None:
         data: MetricsData | None = inner(reader_, *args, **kwargs)
         metrics = to_sdk_metrics(source.collect(), clock_ns())
+        if uniform_attributes:
+            metrics = [_uniform(metric) for metric in metrics]
         if not metrics:
             return data
         scope_metrics = ScopeMetrics(scope=SCOPE, metrics=metrics, schema_url="")

@@ -30,6 +30,7 @@ from ._clock import ClockCompensation
 from ._guard import GuardedMetricExporter
 from ._prometheus import PrometheusEndpoint
 from ._rewrite import RewritingMetricExporter, RewritingSpanExporter, TimestampRewriter
+from ._sdk import check_sdk
 from ._settings import DEFAULT, ExportSettings, OtlpSignal, _Default, resolve_settings
 
 __all__ = ["Telemetry", "configure"]
@@ -315,6 +316,7 @@ def configure(
     resource = Resource.create(attributes)
     source = REGISTRY if registry is None else registry
 
+    check_sdk()  # a release without a hook we need fails here, naming it
     if set_global:
         _check_global_free()
     started: list[Callable[[], object]] = []  # undone in reverse if anything below raises
@@ -378,7 +380,8 @@ def _start(
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     started.append(lambda: meter_provider.shutdown(timeout_millis=1000))
     for reader in readers:
-        attach(reader, resource=resource, registry=source)
+        uniform = endpoint is not None and reader is endpoint.reader and endpoint.uniform_attributes
+        attach(reader, resource=resource, registry=source, uniform_attributes=uniform)
     if clock is not None:
         clock.register_metrics(meter_provider)
         clock.start()

@@ -16,6 +16,8 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
+from ._sdk import preferences
+
 __all__ = ["GuardedMetricExporter"]
 
 _log = logging.getLogger("schedobs")
@@ -25,10 +27,7 @@ class GuardedMetricExporter(MetricExporter):
     """Delegates to ``inner``; an exception becomes ``FAILURE`` and one log line."""
 
     def __init__(self, inner: MetricExporter, endpoint: str) -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
+        super().__init__(**preferences(inner))
         self._inner = inner
         self._endpoint = endpoint
         self._failing = False

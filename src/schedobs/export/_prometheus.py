@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import threading
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client.metrics_core import Metric
+
+from ._sdk import UnsupportedSdkError
 
 __all__ = ["PrometheusEndpoint"]
 
@@ -24,14 +28,25 @@ class _PullReader(PrometheusMetricReader):
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True
 
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if getattr(self, "_schedobs_moved", False):
+            return  # its collector is in our registry, not the global one it would leave
+        super().shutdown(timeout_millis=timeout_millis, **kwargs)
+
 
 class _SerializedCollector:
-    """Serves one scrape at a time.
+    """Serves one scrape at a time, one family per metric name.
 
     Each scrape makes the reader collect and queue a snapshot, then drains the
     queue; two concurrent scrapes could each drain the other's snapshot
     (duplicates in one, nothing in the other).  Scrapes are rare and cheap, so
     a lock costs nothing that matters.
+
+    Exporter releases before 0.63b0 emit one family per *attribute set*, so a
+    metric with an optional attribute (``scheduler.tenant``) appears twice under
+    the same name, which the Prometheus server refuses.  Such families are
+    merged into one, with the missing labels empty (Prometheus reads an empty
+    label as an absent one), as later releases do themselves.
     """
 
     def __init__(self, inner: CollectorRegistry) -> None:
@@ -40,7 +55,48 @@ class _SerializedCollector:
 
     def collect(self) -> list[Any]:
         with self._lock:
-            return list(self._inner.collect())
+            families = list(self._inner.collect())
+        by_name: dict[str, list[Any]] = {}
+        for family in families:
+            by_name.setdefault(family.name, []).append(family)
+        if all(len(group) == 1 for group in by_name.values()):
+            return families
+        return [group[0] if len(group) == 1 else _merged(group) for group in by_name.values()]
+
+
+def _merged(group: list[Any]) -> Metric:
+    first = group[0]
+    keys = {key for family in group for sample in family.samples for key in sample.labels}
+    keys -= {"le", "quantile"}  # per-sample labels of histograms and summaries
+    merged = Metric(first.name, first.documentation, first.type, first.unit)
+    for family in group:
+        for sample in family.samples:
+            labels = dict.fromkeys(keys, "") | dict(sample.labels)
+            merged.samples.append(sample._replace(labels=labels))
+    return merged
+
+
+def _private_reader(private: CollectorRegistry) -> _PullReader:
+    """A reader whose collector lives in ``private``, not in ``prometheus_client``'s global.
+
+    Releases from 0.63b0 take ``registry=``; older ones (0.51b0 with SDK 1.30 to 0.62b0)
+    register their collector (``_collector``) in the global registry, from which
+    it is moved here.
+    """
+    if "registry" in inspect.signature(PrometheusMetricReader.__init__).parameters:
+        return _PullReader(registry=private)  # type: ignore[call-arg, unused-ignore]
+    reader = _PullReader()
+    collector = getattr(reader, "_collector", None)
+    if collector is None:
+        raise UnsupportedSdkError(
+            "opentelemetry-exporter-prometheus has neither a registry= argument nor the "
+            "_collector schedobs moves out of the global registry; schedobs supports "
+            ">=0.51b0,<1 (tested at both ends)"
+        )
+    REGISTRY.unregister(collector)
+    private.register(collector)
+    reader._schedobs_moved = True  # type: ignore[attr-defined]
+    return reader
 
 
 class PrometheusEndpoint:
@@ -53,6 +109,9 @@ class PrometheusEndpoint:
 
     def __init__(self, reader: PrometheusMetricReader, server: Any, thread: threading.Thread):
         self.reader = reader
+        #: Whether the exporter release needs every point of a metric to carry the
+        #: same attribute keys (before 0.63b0: see ``attach(uniform_attributes=)``).
+        self.uniform_attributes = bool(getattr(reader, "_schedobs_moved", False))
         self._server = server
         self._thread = thread
 
@@ -60,7 +119,7 @@ class PrometheusEndpoint:
     def start(cls, host: str, port: int) -> PrometheusEndpoint:
         """Listen on ``host:port`` (port 0: a free port) and serve in a daemon thread."""
         private = CollectorRegistry(auto_describe=False)
-        reader = _PullReader(registry=private)
+        reader = _private_reader(private)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_SerializedCollector(private))
         try:

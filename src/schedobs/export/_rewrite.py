@@ -25,6 +25,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ._sdk import preferences
+
 __all__ = ["RewritingMetricExporter", "RewritingSpanExporter", "TimestampRewriter"]
 
 _log = logging.getLogger("schedobs")
@@ -88,10 +90,7 @@ class RewritingMetricExporter(MetricExporter):
     def __init__(self, inner: MetricExporter, rewriter: TimestampRewriter) -> None:
         # Keep the inner exporter's temporality and aggregation preferences:
         # the reader reads them from the exporter it is given.
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
+        super().__init__(**preferences(inner))
         self._inner = inner
         self._rewriter = rewriter
         self._failed = _Once("metric timestamp rewriting")

@@ -1,0 +1,114 @@
+"""The private OpenTelemetry SDK hooks schedobs relies on, detected up front.
+
+schedobs supports every ``opentelemetry-sdk`` release from 1.30 to the newest
+(``make test-otel-range`` runs the suite at both ends).  Three things it needs
+have no public API in the SDK yet:
+
+* ``MetricReader._set_collect_callback`` (and the ``_collect`` it installs):
+  the one path every collection takes, through which the bridge hands the
+  pre-aggregated contract metrics to every reader.  The SDK has no public
+  MetricProducer yet: open-telemetry/opentelemetry-python#4768 asks for one,
+  and PR #5419 proposes ``metric_producers=`` on readers.  When a release
+  accepts that argument, this is the place to switch to it.
+* the ``BatchSpanProcessor``'s queue and its bound, read to count the spans the
+  SDK drops when it is full (``schedobs.spans.dropped{reason=queue_full}``).
+  Releases up to 1.33 keep them on the processor (``queue``,
+  ``max_queue_size``); later ones on its ``_batch_processor`` (``_queue``,
+  ``_max_queue_size``).
+* ``MetricExporter._preferred_temporality`` / ``_preferred_aggregation``,
+  carried over by the exporter wrappers so the reader keeps the wrapped
+  exporter's choices.
+
+:func:`check_sdk` runs in :func:`schedobs.configure` before anything starts:
+a release without one of them fails there, with the release and the hook
+named, never later and silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sized
+from importlib import metadata
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+__all__ = ["UnsupportedSdkError", "check_sdk", "preferences", "queue_of", "span_queue"]
+
+
+class UnsupportedSdkError(RuntimeError):
+    """The installed ``opentelemetry-sdk`` lacks a hook schedobs needs."""
+
+
+def _release() -> str:
+    try:
+        return metadata.version("opentelemetry-sdk")
+    except metadata.PackageNotFoundError:  # pragma: no cover - vendored or odd installs
+        return "unknown"
+
+
+def _missing(hook: str, why: str) -> UnsupportedSdkError:
+    return UnsupportedSdkError(
+        f"opentelemetry-sdk {_release()} has no {hook}, which schedobs needs {why}; "
+        "schedobs supports opentelemetry-sdk >=1.30,<2 (tested at both ends)"
+    )
+
+
+def span_queue(processor: BatchSpanProcessor) -> tuple[Sized, int] | None:
+    """The processor's queue and its bound, wherever this release keeps them."""
+    inner: Any = getattr(processor, "_batch_processor", None)
+    for holder, queue, bound in (
+        (inner, "_queue", "_max_queue_size"),
+        (processor, "queue", "max_queue_size"),
+    ):
+        if holder is None:
+            continue
+        q, m = getattr(holder, queue, None), getattr(holder, bound, None)
+        if isinstance(q, Sized) and isinstance(m, int):
+            return q, m
+    return None
+
+
+def check_sdk() -> None:
+    """Raise :class:`UnsupportedSdkError` naming the release and the hook if one is missing."""
+    if not callable(getattr(MetricReader, "_set_collect_callback", None)):
+        raise _missing(
+            "MetricReader._set_collect_callback",
+            "to hand its pre-aggregated metrics to every reader",
+        )
+    exporter = _Probe()
+    for attribute in ("_preferred_temporality", "_preferred_aggregation"):
+        if not hasattr(exporter, attribute):
+            raise _missing(f"MetricExporter.{attribute}", "to wrap exporters faithfully")
+
+
+def preferences(exporter: MetricExporter) -> dict[str, Any]:
+    """The temporality and aggregation ``exporter`` asked its reader for."""
+    return {
+        "preferred_temporality": exporter._preferred_temporality,
+        "preferred_aggregation": exporter._preferred_aggregation,
+    }
+
+
+def queue_of(processor: BatchSpanProcessor) -> tuple[Sized, int]:
+    """:func:`span_queue`, or :class:`UnsupportedSdkError` naming the release."""
+    found = span_queue(processor)
+    if found is None:
+        raise _missing(
+            "BatchSpanProcessor queue (_batch_processor._queue or queue)",
+            "to count the spans dropped when it is full",
+        )
+    return found
+
+
+class _Probe(MetricExporter):
+    """A do-nothing exporter: what the SDK's base class sets up is what is probed."""
+
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
