@@ -136,6 +136,39 @@ def bench_hot_path(repeats: int, loops: int) -> dict[str, float]:
     return results
 
 
+def bench_exemplars(repeats: int, loops: int) -> dict[str, float]:
+    """Exemplars' cost per observation, off and on measured in alternation (ns)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from schedobs.contract import disable_exemplars
+    from schedobs.export._exemplars import enable_exemplars
+
+    values = _values()
+    handle = SchedulerMetrics("bench-ex", registry=Registry()).latency(queue="local")
+    tracer = TracerProvider().get_tracer("bench")
+    off, on, traced = [], [], []
+    for _ in range(max(repeats, 5)):
+        disable_exemplars()
+        off.append(_per_call_ns(handle.observe, values, 3, loops))
+        enable_exemplars(True)
+        on.append(_per_call_ns(handle.observe, values, 3, loops))
+        with trace.use_span(tracer.start_span("request"), end_on_exit=True):
+            traced.append(_per_call_ns(handle.observe, values, 3, loops))
+    disable_exemplars()
+    return {
+        "exemplars off": statistics.median(off),
+        "exemplars on, no span": statistics.median(on),
+        "exemplars on, sampled span": statistics.median(traced),
+        "cost, no span (median of paired differences)": statistics.median(
+            b - a for a, b in zip(off, on, strict=True)
+        ),
+        "cost, sampled span (median of paired differences)": statistics.median(
+            b - a for a, b in zip(off, traced, strict=True)
+        ),
+    }
+
+
 def bench_collection(repeats: int, series: int = 100) -> dict[str, float]:
     values = _values(200)
     queues = ("global", "local", "ready", "timer", "work")
@@ -212,6 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  goal: SDK call >= {GOAL_RATIO:.0f}x the schedobs call (1 reader) -> {verdict} the goal"
     )
+
+    print("\nExemplars on the hot path (ns per observation; off and on alternate)")
+    ex = bench_exemplars(repeats, loops)
+    ex_width = max(len(k) for k in ex)
+    for name, ns in ex.items():
+        print(f"  {name:<{ex_width}}  {ns:8.1f} ns")
+    cost = ex["cost, no span (median of paired differences)"]
+    verdict = "meets" if cost <= 50 else "MISSES"
+    print(f"  goal: <= 50 ns per observation without a sampled span -> {verdict} the goal")
 
     print("\nCollection of pre-aggregated vs SDK-aggregated histograms (µs per collection)")
     coll = bench_collection(repeats)

@@ -52,7 +52,7 @@ def poll(fn: Callable[[], _T | None], timeout: float, what: str, interval: float
 
 
 class PrometheusServer:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, features: tuple[str, ...] = ()) -> None:
         binary = shutil.which("prometheus")
         if binary is None:
             raise RuntimeError("the prometheus server is not installed; `make test` installs it")
@@ -70,6 +70,7 @@ class PrometheusServer:
                 f"--storage.tsdb.path={workdir / 'data'}",
                 "--web.enable-lifecycle",
                 "--log.level=warn",
+                *(f"--enable-feature={feature}" for feature in features),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -108,6 +109,15 @@ class PrometheusServer:
         request = urllib.request.Request(self.url + "/-/reload", method="POST")
         with urllib.request.urlopen(request, timeout=10) as resp:
             assert resp.status == 200
+
+    def query_exemplars(self, promql: str, start: float, end: float) -> list[dict[str, Any]]:
+        """``/api/v1/query_exemplars`` (needs ``features=("exemplar-storage",)``)."""
+        args = urllib.parse.urlencode({"query": promql, "start": start, "end": end})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query_exemplars?{args}", timeout=10) as r:
+            body = json.load(r)
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]
+        return result
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """Instant query; returns the vector result."""

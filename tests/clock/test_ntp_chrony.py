@@ -106,21 +106,30 @@ def test_the_estimate_converges_within_its_reported_uncertainty(
 
 
 def test_kernel_timestamps_take_host_delays_out_of_the_path(chrony_server: ChronyServer) -> None:
-    """With Python-side t1/t4 this VM showed 7-20 µs of one-sided host delay (a
-    cold send path, a late wake-up); with the kernel's stamps the offset against
-    chrony on loopback, which is 0, is within a few µs."""
+    """Chrony on loopback serves this host's own clock, so the true offset is 0.
+
+    With Python-side t1/t4 this VM showed 7-20 µs of one-sided host delay (a
+    cold send path, a late wake-up); with the kernel's stamps what is left is
+    chrony's own: its transmit timestamp is read before its send (basic mode),
+    about 5 µs here.  Both are measured, alternating, on the same server.
+    """
+    import statistics
+
     from schedobs.clock import ClockProber, OffsetEstimator
     from schedobs.clock._ntp import query
 
     prober = ClockProber(f"ntp://{chrony_server.address}", OffsetEstimator())
-    offsets = []
-    with prober.open_socket() as sock:
+    kernel: list[float] = []
+    python: list[float] = []
+    with prober.open_socket() as stamped, _connected(chrony_server) as plain:
         for _ in range(15):
-            time.sleep(0.02)  # let the thread go idle, as between real probes
-            t1, t2, t3, t4, _ = query(sock)
-            offsets.append(((t2 - t1) + (t3 - t4)) / 2)
-    offsets.sort()
-    assert abs(offsets[len(offsets) // 2]) < 5_000, offsets
+            for sock, offsets in ((stamped, kernel), (plain, python)):
+                time.sleep(0.02)  # let the thread go idle, as between real probes
+                t1, t2, t3, t4, _ = query(sock)
+                offsets.append(((t2 - t1) + (t3 - t4)) / 2)
+    with_stamps, without = statistics.median(kernel), statistics.median(python)
+    assert abs(with_stamps) < 9_000, (kernel, python)
+    assert abs(with_stamps) < abs(without), (with_stamps, without)
 
 
 def test_configure_uses_an_ntp_reference(chrony_server: ChronyServer) -> None:

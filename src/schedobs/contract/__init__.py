@@ -19,6 +19,10 @@ Example::
     metrics.queue_length_callback(lambda: len(work_queue), queue="work")
 """
 
+from . import _exemplars as exemplars
+from ._exemplars import Exemplar
+from ._exemplars import disable as disable_exemplars
+from ._exemplars import enable as enable_contract_exemplars
 from ._instruments import LatencyHistogram, QueueLengthGauge, RejectionCounter
 from ._points import CounterPoint, GaugePoint, HistogramPoint, MetricSnapshot, Point
 from ._quantile import estimate_quantile
@@ -116,6 +120,7 @@ __all__ = [
     "AttributeSpec",
     "Contract",
     "CounterPoint",
+    "Exemplar",
     "GaugePoint",
     "HistogramPoint",
     "HistogramValue",
@@ -129,7 +134,10 @@ __all__ = [
     "Registry",
     "RejectionCounter",
     "SchedulerMetrics",
+    "disable_exemplars",
+    "enable_contract_exemplars",
     "estimate_quantile",
+    "exemplars",
     "prometheus_name",
     "render_json",
     "render_markdown",

@@ -18,6 +18,8 @@ from operator import add
 
 from schedobs._shards import Row, Shards
 
+from . import _exemplars as _ex
+from ._exemplars import Exemplar
 from ._points import CounterPoint, GaugePoint, HistogramPoint
 from ._spec import LATENCY_BOUNDARIES_MS
 
@@ -53,7 +55,7 @@ class LatencyHistogram:
     any thread.
     """
 
-    __slots__ = ("_drop", "_local", "_shards", "attributes", "start_ns")
+    __slots__ = ("_drop", "_exemplars", "_local", "_shards", "attributes", "start_ns")
 
     def __init__(self, attributes: Mapping[str, str], drop: Callable[[float], None]) -> None:
         self.attributes = attributes
@@ -61,6 +63,9 @@ class LatencyHistogram:
         self._shards = Shards([0] * _NBUCKETS + [0.0, _INF, -_INF], _fold_histogram)
         self._local = self._shards.local
         self._drop = drop
+        # Per bucket, the latest exemplar as (value, time_ns, trace_id, span_id):
+        # written whole, read whole, so no lock.
+        self._exemplars: list[tuple[float, int, int, int] | None] = [None] * _NBUCKETS
 
     def observe(self, ms: float) -> None:
         """Record one schedule latency of ``ms`` milliseconds.
@@ -78,11 +83,19 @@ class LatencyHistogram:
                 # Sum first: a number type that cannot be added to a float fails
                 # here, before any bucket has been touched.
                 row[_SUM] += ms
-                row[bisect_left(_BOUNDS, ms)] += 1
+                bucket = bisect_left(_BOUNDS, ms)
+                row[bucket] += 1
                 if ms < row[_MIN]:
                     row[_MIN] = ms
                 if ms > row[_MAX]:
                     row[_MAX] = ms
+                var = _ex.context_var
+                if var is not None:
+                    context = var.get(None)
+                    if context:  # an empty OpenTelemetry context has no span: the common case
+                        ids = _ex.sampled_ids(context)
+                        if ids is not None:  # a tuple: made into an Exemplar when read
+                            self._exemplars[bucket] = (ms, time.time_ns(), *ids)
                 return
         except TypeError:
             raise TypeError(
@@ -103,6 +116,11 @@ class LatencyHistogram:
             bucket_counts=buckets,
             min=float(row[_MIN]) if count else 0.0,
             max=float(row[_MAX]) if count else 0.0,
+            exemplars=(
+                tuple(None if e is None else Exemplar(*e) for e in self._exemplars)
+                if any(self._exemplars)
+                else ()
+            ),
         )
 
 

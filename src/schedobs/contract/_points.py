@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ._exemplars import Exemplar
 from ._spec import MetricSpec
 
 __all__ = ["CounterPoint", "GaugePoint", "HistogramPoint", "MetricSnapshot", "Point"]
@@ -49,6 +50,9 @@ class HistogramPoint:
     bucket_counts: tuple[int, ...]
     min: float
     max: float
+    #: Per bucket, the latest observation made in a sampled trace, or ``None``
+    #: (empty when exemplars are off).
+    exemplars: tuple[Exemplar | None, ...] = ()
 
 
 Point = GaugePoint | CounterPoint | HistogramPoint

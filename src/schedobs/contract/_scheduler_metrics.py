@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import TypeVar
 
+from ._exemplars import Exemplar
 from ._instruments import LatencyHistogram, QueueLengthGauge, RejectionCounter
 from ._points import CounterPoint, GaugePoint, HistogramPoint, Point
 from ._registry import REGISTRY, Registry
@@ -43,7 +44,10 @@ _log = logging.getLogger("schedobs")
 _Key = tuple[str | None, str | None]
 #: A pre-aggregated histogram value: bucket counts (one per contract boundary,
 #: plus the overflow bucket), sum, min and max, all cumulative, in the metric's unit.
-HistogramValue = tuple[Sequence[int], float, float, float]
+HistogramValue = (
+    tuple[Sequence[int], float, float, float]
+    | tuple[Sequence[int], float, float, float, tuple[Exemplar | None, ...]]
+)
 #: What a pull callback reports: a contract metric, the attributes beyond
 #: ``scheduler.name``/``scheduler.kind``, and the current value (an int for
 #: gauges and counters, a :data:`HistogramValue` for histograms).
@@ -202,7 +206,8 @@ class SchedulerMetrics:
                     else:
                         yield spec, CounterPoint(attributes, cb.start_ns, value)
                     continue
-                counts, total, low, high = value
+                counts, total, low, high = value[:4]
+                kept = value[4] if len(value) > 4 else ()
                 count = sum(counts)
                 yield (
                     spec,
@@ -214,6 +219,7 @@ class SchedulerMetrics:
                         bucket_counts=tuple(counts),
                         min=float(low) if count else 0.0,
                         max=float(high) if count else 0.0,
+                        exemplars=tuple(kept),
                     ),
                 )
 
@@ -343,9 +349,23 @@ def _observation_problem(spec: object, extra: object, value: object) -> str | No
 
 def _histogram_problem(spec: MetricSpec, value: object) -> str | None:
     expected = len(spec.boundaries or ()) + 1
-    if not isinstance(value, tuple) or len(value) != 4:
-        return f"gave {value!r} for {spec.name}; a histogram value is (counts, sum, min, max)"
-    counts, total, low, high = value
+    if not isinstance(value, tuple) or len(value) not in (4, 5):
+        return (
+            f"gave {value!r} for {spec.name}; a histogram value is (counts, sum, min, max) "
+            "or (counts, sum, min, max, exemplars)"
+        )
+    counts, total, low, high = value[:4]
+    if len(value) == 5:
+        kept = value[4]
+        if (
+            not isinstance(kept, tuple)
+            or len(kept) not in (0, expected)
+            or any(e is not None and not isinstance(e, Exemplar) for e in kept)
+        ):
+            return (
+                f"gave exemplars {kept!r} for {spec.name}; they are a tuple of {expected} "
+                "Exemplar or None, one per bucket"
+            )
     if (
         not isinstance(counts, (tuple, list))
         or len(counts) != expected

@@ -52,6 +52,8 @@ from schedobs.contract import (
     Registry,
 )
 
+from ._exemplars import sdk_exemplars
+
 __all__ = ["SCOPE", "attach", "to_sdk_metrics"]
 
 #: The instrumentation scope of every contract metric.  Its version is the
@@ -85,6 +87,7 @@ def to_sdk_metrics(snapshots: Iterable[MetricSnapshot], now_ns: int) -> list[Met
                         explicit_bounds=bounds,
                         min=p.min,
                         max=p.max,
+                        exemplars=sdk_exemplars(p.exemplars),
                     )
                     for p in snap.points
                     if isinstance(p, HistogramPoint)

@@ -27,6 +27,7 @@ from schedobs.contract import REGISTRY, Registry
 from ._accounting import SpanAccounting
 from ._bridge import attach
 from ._clock import ClockCompensation
+from ._exemplars import OpenMetricsExemplars, enable_exemplars
 from ._guard import GuardedMetricExporter
 from ._prometheus import PrometheusEndpoint
 from ._rewrite import RewritingMetricExporter, RewritingSpanExporter, TimestampRewriter
@@ -226,6 +227,7 @@ def configure(
     clock_interval: float = 5.0,
     clock_max_adjust: float = 1.0,
     set_global: bool = True,
+    exemplars: bool = True,
 ) -> Telemetry:
     """Set up OpenTelemetry export of the scheduler contract in one call.
 
@@ -281,6 +283,10 @@ def configure(
         clock_interval: seconds between probe bursts.
         clock_max_adjust: largest correction applied, in seconds (clamped beyond).
         set_global: install the providers as the OpenTelemetry globals.
+        exemplars: keep, per latency bucket, the latest observation made while a
+            sampled span was current (trace and span id), and export it: on OTLP
+            histogram points, and in the Prometheus scrape when the scraper asks
+            for OpenMetrics.  Process-wide (the last ``configure()`` decides).
 
     Raises:
         ValueError, TypeError: a setting is invalid (nothing has been started).
@@ -317,13 +323,15 @@ def configure(
     source = REGISTRY if registry is None else registry
 
     check_sdk()  # a release without a hook we need fails here, naming it
+    if not isinstance(exemplars, bool):
+        raise TypeError(f"exemplars must be a bool, got {exemplars!r}")
     if set_global:
         _check_global_free()
     started: list[Callable[[], object]] = []  # undone in reverse if anything below raises
     try:
         return _start(
             settings, resource, source, timestamp_rewriter, metric_readers, clock, set_global,
-            started,
+            exemplars, started,
         )  # fmt: skip
     except BaseException:
         for undo in reversed(started):
@@ -342,6 +350,7 @@ def _start(
     metric_readers: Sequence[MetricReader],
     clock: ClockCompensation | None,
     set_global: bool,
+    exemplars: bool,
     started: list[Callable[[], object]],
 ) -> Telemetry:
     """The part of :func:`configure` that starts things; each is recorded in ``started``
@@ -376,6 +385,8 @@ def _start(
         readers.append(periodic)
     if endpoint is not None:
         readers.append(endpoint.reader)
+        if exemplars:
+            endpoint.collector.exemplars = OpenMetricsExemplars(source.collect).apply
 
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     started.append(lambda: meter_provider.shutdown(timeout_millis=1000))
@@ -405,6 +416,7 @@ def _start(
     )
     if set_global:
         _install_global(handle)
+    enable_exemplars(exemplars)
     return handle
 
 

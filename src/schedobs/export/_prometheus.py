@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import inspect
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -52,10 +53,14 @@ class _SerializedCollector:
     def __init__(self, inner: CollectorRegistry) -> None:
         self._inner = inner
         self._lock = threading.Lock()
+        #: Adds exemplars to the families (set by configure(); None: none).
+        self.exemplars: Callable[[list[Any]], list[Any]] | None = None
 
     def collect(self) -> list[Any]:
         with self._lock:
             families = list(self._inner.collect())
+        if self.exemplars is not None:
+            families = self.exemplars(families)
         by_name: dict[str, list[Any]] = {}
         for family in families:
             by_name.setdefault(family.name, []).append(family)
@@ -107,8 +112,15 @@ class PrometheusEndpoint:
     (tests, or a library and its host) never collide.
     """
 
-    def __init__(self, reader: PrometheusMetricReader, server: Any, thread: threading.Thread):
+    def __init__(
+        self,
+        reader: PrometheusMetricReader,
+        server: Any,
+        thread: threading.Thread,
+        collector: _SerializedCollector,
+    ):
         self.reader = reader
+        self.collector = collector
         #: Whether the exporter release needs every point of a metric to carry the
         #: same attribute keys (before 0.63b0: see ``attach(uniform_attributes=)``).
         self.uniform_attributes = bool(getattr(reader, "_schedobs_moved", False))
@@ -121,7 +133,8 @@ class PrometheusEndpoint:
         private = CollectorRegistry(auto_describe=False)
         reader = _private_reader(private)
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_SerializedCollector(private))
+        collector = _SerializedCollector(private)
+        registry.register(collector)
         try:
             server, thread = start_http_server(port, addr=host, registry=registry)
         except OSError as exc:
@@ -134,7 +147,7 @@ class PrometheusEndpoint:
             raise OSError(
                 exc.errno, f"cannot serve Prometheus metrics on {host}:{port}: {exc.strerror}{hint}"
             ) from exc
-        return cls(reader, server, thread)
+        return cls(reader, server, thread, collector)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -27,6 +27,8 @@ from schedobs.contract import (
     TASKS,
     THREAD_STATE,
     THREADS,
+    Exemplar,
+    HistogramValue,
     Observation,
     SchedulerMetrics,
 )
@@ -59,11 +61,12 @@ class ContractHooks:
         def observe() -> Iterator[Observation]:
             s = stats()
             for queue, lat in s.latency.items():
-                yield (
-                    SCHEDULE_LATENCY,
-                    {SCHEDULER_QUEUE: queue},
-                    (lat.bucket_counts, lat.sum_ns / 1e6, lat.min_ns / 1e6, lat.max_ns / 1e6),
-                )
+                value: HistogramValue = (
+                    lat.bucket_counts, lat.sum_ns / 1e6, lat.min_ns / 1e6, lat.max_ns / 1e6,
+                )  # fmt: skip
+                if lat.exemplars:
+                    value = (*value, _exemplars(lat.exemplars))
+                yield SCHEDULE_LATENCY, {SCHEDULER_QUEUE: queue}, value
             yield QUEUE_LENGTH, {SCHEDULER_QUEUE: "global"}, s.queued_global
             yield QUEUE_LENGTH, {SCHEDULER_QUEUE: "local"}, s.queued_local
             yield PROCESSORS, {PROCESSOR_STATE: "busy"}, s.processors - s.processors_idle
@@ -96,3 +99,10 @@ class ContractHooks:
         # The series stay registered: a stopped runtime's final counts remain
         # visible to scrapes.  ``runtime.metrics.close()`` removes them.
         pass
+
+
+def _exemplars(
+    kept: tuple[tuple[int, int, int, int] | None, ...],
+) -> tuple[Exemplar | None, ...]:
+    """The runtime's exemplars (ns) as the contract's (ms)."""
+    return tuple(None if e is None else Exemplar(e[0] / 1e6, e[1], e[2], e[3]) for e in kept)

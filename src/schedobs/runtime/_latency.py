@@ -23,12 +23,16 @@ the next read sees the rest.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
 __all__ = ["LatencyRecorder"]
 
 _NO_MIN = 1 << 62  # "no observation yet" for the min slot
+
+#: ``(latency_ns, time_ns, trace_id, span_id)``
+Exemplar = tuple[int, int, int, int]
 
 
 class LatencyRecorder:
@@ -39,7 +43,7 @@ class LatencyRecorder:
     M writes; any thread may read.
     """
 
-    __slots__ = ("bounds", "i_max", "i_min", "i_sum", "pending", "record", "rows")
+    __slots__ = ("bounds", "exemplars", "i_max", "i_min", "i_sum", "pending", "record", "rows")
 
     def __init__(self, bounds: tuple[int, ...]) -> None:
         self.bounds = bounds
@@ -52,6 +56,17 @@ class LatencyRecorder:
             self.pending[0].append,
             self.pending[1].append,
         )
+        #: Per source and bucket, the latest latency taken in a sampled trace:
+        #: ``(latency_ns, time_ns, trace_id, span_id)`` (see ``exemplar``).
+        self.exemplars: tuple[list[Exemplar | None], list[Exemplar | None]] = (
+            [None] * n,
+            [None] * n,
+        )
+
+    def exemplar(self, source: int, latency_ns: int, trace_id: int, span_id: int) -> None:
+        """Keep ``latency_ns`` as its bucket's exemplar (the owning M only)."""
+        bucket = bisect_left(self.bounds, latency_ns)
+        self.exemplars[source][bucket] = (latency_ns, time.time_ns(), trace_id, span_id)
 
     def fold(self) -> None:
         """Bin the pending values into the rows (called by the owning M only)."""

@@ -36,6 +36,8 @@ import types
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from schedobs.contract import exemplars as _ex
+
 from ._latency import LatencyRecorder
 from ._ops import GOSCHED, Blocking, Checkpoint, Park, Sleep, tls
 from ._runqueue import LOCAL_CAPACITY
@@ -198,7 +200,13 @@ class M:
                             continue
                         g = found
             if record is not None:  # instrumented: the only place latency is taken
-                record[g.source](now() - g.ready_ns)
+                lat = now() - g.ready_ns
+                record[g.source](lat)
+                var = _ex.context_var  # exemplars: the trace the task was submitted in
+                if var is not None and g.ctx is not None:
+                    ids = _ex.sampled_ids(g.ctx.get(var, None))
+                    if ids is not None:
+                        latency.exemplar(g.source, lat, *ids)  # type: ignore[union-attr]
             if g.form:  # a generator or coroutine (CALLABLE is 0)
                 if step(g, dirty, sched, timed):
                     return True

@@ -27,6 +27,9 @@ class LatencyCounts:
     sum_ns: int
     min_ns: int
     max_ns: int
+    #: Per bucket, the latest latency taken in a sampled trace, as
+    #: ``(latency_ns, time_ns, trace_id, span_id)``, or ``None`` (empty: none kept).
+    exemplars: tuple[tuple[int, int, int, int] | None, ...] = ()
 
     @property
     def count(self) -> int:
@@ -172,5 +175,15 @@ def _latency(bounds: tuple[int, ...] | None, ms: list[M]) -> dict[str, LatencyCo
                 total += row[n]
                 low = row[n + 1] if low is None else min(low, row[n + 1])
                 high = row[n + 2] if high is None else max(high, row[n + 2])
-        out[queue] = LatencyCounts(bounds, tuple(counts), total, low or 0, high or 0)
+        # Exemplars: per bucket, the newest any M kept.
+        kept: list[tuple[int, int, int, int] | None] = [None] * n
+        for m in ms:
+            if m.latency is not None:
+                for i, e in enumerate(m.latency.exemplars[source]):
+                    if e is not None and (kept[i] is None or e[1] > kept[i][1]):  # type: ignore[index]
+                        kept[i] = e
+        out[queue] = LatencyCounts(
+            bounds, tuple(counts), total, low or 0, high or 0,
+            tuple(kept) if any(kept) else (),
+        )  # fmt: skip
     return out
