@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -177,34 +178,28 @@ def _run_bounded(steps: Mapping[str, Callable[[], Any]], timeout: float, what: s
     return not late and not failed
 
 
-def _span_exporter(signal: OtlpSignal) -> SpanExporter:
-    # Imported lazily: the gRPC stack is heavy, and services that only scrape
-    # should not pay for it.
-    if signal.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcSpanExporter,
-        )
+# Imported lazily: the gRPC stack is heavy, and services that only scrape
+# should not pay for it.
+_EXPORTERS = {
+    ("traces", "grpc"): (
+        "opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter",
+    ),
+    ("traces", "http/protobuf"): (
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter",
+    ),
+    ("metrics", "grpc"): (
+        "opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter",
+    ),
+    ("metrics", "http/protobuf"): (
+        "opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter",
+    ),
+}  # fmt: skip
 
-        return GrpcSpanExporter(endpoint=signal.endpoint)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpSpanExporter,
-    )
 
-    return HttpSpanExporter(endpoint=signal.endpoint)
-
-
-def _metric_exporter(signal: OtlpSignal) -> MetricExporter:
-    if signal.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
-
-        return GrpcMetricExporter(endpoint=signal.endpoint)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpMetricExporter,
-    )
-
-    return HttpMetricExporter(endpoint=signal.endpoint)
+def _exporter(name: str, signal: OtlpSignal) -> Any:
+    """The SDK's OTLP exporter of signal ``name`` for ``signal``'s protocol and endpoint."""
+    module, cls = _EXPORTERS[(name, signal.protocol)]
+    return getattr(importlib.import_module(module), cls)(endpoint=signal.endpoint)
 
 
 def configure(
@@ -365,14 +360,14 @@ def _start(
     span_exporter: SpanExporter | None = None
     accounting: SpanAccounting | None = None
     if settings.traces is not None:
-        span_exporter = _span_exporter(settings.traces)
+        span_exporter = _exporter("traces", settings.traces)
         started.append(span_exporter.shutdown)
         if timestamp_rewriter is not None:
             span_exporter = RewritingSpanExporter(span_exporter, timestamp_rewriter)
         accounting = SpanAccounting()
         span_exporter = accounting.wrap(span_exporter)
     if settings.metrics is not None:
-        metric_exporter = _metric_exporter(settings.metrics)
+        metric_exporter: MetricExporter = _exporter("metrics", settings.metrics)
         if timestamp_rewriter is not None:
             metric_exporter = RewritingMetricExporter(metric_exporter, timestamp_rewriter)
         metric_exporter = GuardedMetricExporter(metric_exporter, settings.metrics.endpoint)
