@@ -92,9 +92,12 @@ def test_exemplars_off(registry: Registry) -> None:
 def test_the_real_prometheus_stores_exemplars_that_lead_to_exported_traces(
     tmp_path: Path, telemetry: Telemetry, registry: Registry, grpc_receiver: GrpcOtlpReceiver
 ) -> None:
-    """Prometheus with exemplar storage scrapes (it asks for OpenMetrics); the trace ids
-    it returns from /api/v1/query_exemplars are those of spans exported over OTLP."""
+    """Prometheus with exemplar storage scrapes (it asks for OpenMetrics) an instrumented
+    runtime whose tasks run inside traced requests; the trace ids /api/v1/query_exemplars
+    returns are those of spans exported over OTLP."""
     import time
+
+    from schedobs.runtime import Runtime
 
     from .._prometheus_server import PrometheusServer, poll
 
@@ -103,31 +106,32 @@ def test_the_real_prometheus_stores_exemplars_that_lead_to_exported_traces(
         host, port = telemetry.prometheus_address or ("", 0)
         server.scrape(f"{host}:{port}")
         start = time.time() - 5
-        latency = SchedulerMetrics("traced", registry=registry).latency(queue="work")
         tracer = telemetry.tracer_provider.get_tracer("t")
-        for ms in (0.3, 4.0, 240.0, 1_200.0):  # four traced requests, four buckets
-            with tracer.start_as_current_span("request"):
-                latency.observe(ms)
-        assert telemetry.force_flush(timeout=10)
-        exported = {
-            span.trace_id.hex()
-            for req in grpc_receiver.trace_requests
-            for rs in req.resource_spans
-            for ss in rs.scope_spans
-            for span in ss.spans
-        }
-        query = 'scheduler_schedule_latency_milliseconds_bucket{scheduler_name="traced"}'
-
-        def stored() -> set[str] | None:
-            found = {
-                e["labels"]["trace_id"]
-                for series in server.query_exemplars(query, start, time.time() + 5)
-                for e in series["exemplars"]
+        with Runtime(procs=2, name="traced", instrument=True, registry=registry) as rt:
+            for _ in range(6):  # six traced requests, scrapes (every 250 ms) between them
+                with tracer.start_as_current_span("request"):
+                    rt.submit(sum, range(100)).result(timeout=10)
+                time.sleep(0.6)
+            assert telemetry.force_flush(timeout=10)
+            exported = {
+                span.trace_id.hex()
+                for req in grpc_receiver.trace_requests
+                for rs in req.resource_spans
+                for ss in rs.scope_spans
+                for span in ss.spans
             }
-            return found if len(found) == 4 else None
+            query = 'scheduler_schedule_latency_milliseconds_bucket{scheduler_name="traced"}'
 
-        trace_ids = poll(stored, 20.0, "four exemplars in Prometheus")
-        assert trace_ids <= exported
+            def stored() -> set[str] | None:
+                found = {
+                    e["labels"]["trace_id"]
+                    for series in server.query_exemplars(query, start, time.time() + 5)
+                    for e in series["exemplars"]
+                }
+                return found if len(found) >= 2 else None
+
+            trace_ids = poll(stored, 20.0, "exemplars of two requests or more in Prometheus")
+        assert trace_ids <= exported and len(exported) == 6
     finally:
         server.stop()
 
