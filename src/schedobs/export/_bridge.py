@@ -167,6 +167,7 @@ def attach(
     registry: Registry | None = None,
     clock_ns: Callable[[], int] = time.time_ns,
     uniform_attributes: bool = False,
+    observe: Callable[[list[Metric]], None] | None = None,
 ) -> None:
     """Make ``reader`` export ``registry``'s contract metrics with every collection.
 
@@ -174,6 +175,8 @@ def attach(
     (missing ones empty), for Prometheus exporter releases before 0.63b0, which
     label all of a metric's series with one point's keys (Prometheus reads an
     empty label as an absent one, so the exposition means what later releases say).
+    ``observe``: called with the contract metrics of every collection (the
+    Prometheus endpoint reads its exemplars there).
 
     ``reader`` must already be registered with a ``MeterProvider`` (pass it in
     ``MeterProvider(metric_readers=[...])`` first); ``resource`` should be that
@@ -203,6 +206,8 @@ def attach(
         metrics = to_sdk_metrics(source.collect(), clock_ns())
         if uniform_attributes:
             metrics = [_uniform(metric) for metric in metrics]
+        if observe is not None:
+            observe(metrics)
         if not metrics:
             return data
         scope_metrics = ScopeMetrics(scope=SCOPE, metrics=metrics, schema_url="")

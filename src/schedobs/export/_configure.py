@@ -378,16 +378,24 @@ def _start(
         )
         started.append(lambda: periodic.shutdown(timeout_millis=1000))  # starts a thread now
         readers.append(periodic)
+    scrape_exemplars: OpenMetricsExemplars | None = None
     if endpoint is not None:
         readers.append(endpoint.reader)
         if exemplars:
-            endpoint.collector.exemplars = OpenMetricsExemplars(source.collect).apply
+            scrape_exemplars = OpenMetricsExemplars()
+            endpoint.collector.exemplars = scrape_exemplars.apply
 
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     started.append(lambda: meter_provider.shutdown(timeout_millis=1000))
     for reader in readers:
-        uniform = endpoint is not None and reader is endpoint.reader and endpoint.uniform_attributes
-        attach(reader, resource=resource, registry=source, uniform_attributes=uniform)
+        scraped = endpoint is not None and reader is endpoint.reader
+        attach(
+            reader,
+            resource=resource,
+            registry=source,
+            uniform_attributes=scraped and endpoint is not None and endpoint.uniform_attributes,
+            observe=scrape_exemplars.observe if scraped and scrape_exemplars else None,
+        )
     if clock is not None:
         clock.register_metrics(meter_provider)
         clock.start()

@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.metrics import Exemplar as SdkExemplar
+from opentelemetry.sdk.metrics.export import Metric
 from prometheus_client.samples import Exemplar as PromExemplar
 
 from schedobs.contract import (
     LATENCY_BOUNDARIES_MS,
     SCHEDULE_LATENCY,
     Exemplar,
-    HistogramPoint,
-    MetricSnapshot,
     disable_exemplars,
     enable_contract_exemplars,
 )
@@ -81,22 +81,37 @@ def _sanitize(key: str) -> str:
 
 
 class OpenMetricsExemplars:
-    """Adds the latency histograms' exemplars to a scrape's ``_bucket`` samples."""
+    """Adds the latency histograms' exemplars to a scrape's ``_bucket`` samples.
 
-    def __init__(self, collect: Callable[[], Iterable[MetricSnapshot]]) -> None:
-        self._collect = collect
+    The bridge hands it the contract metrics of each collection (``observe``),
+    so the exemplars come from the same snapshot the scrape's values do, with
+    no second collection; ``apply`` then decorates the exporter's families.
+    """
+
+    def __init__(self) -> None:
         self._family = SCHEDULE_LATENCY.prometheus_name
         self._bounds = {_le(b): i for i, b in enumerate((*LATENCY_BOUNDARIES_MS, math.inf))}
+        self._index: dict[frozenset[tuple[str, str]], dict[int, SdkExemplar]] = {}
+
+    def observe(self, metrics: Iterable[Metric]) -> None:
+        """Index the exemplars of one collection by series and bucket."""
+        index: dict[frozenset[tuple[str, str]], dict[int, SdkExemplar]] = {}
+        for metric in metrics:
+            if metric.name != SCHEDULE_LATENCY.name:
+                continue
+            for point in metric.data.data_points:
+                exemplars = getattr(point, "exemplars", None)
+                if exemplars:
+                    key = frozenset(
+                        (_sanitize(k), str(v))
+                        for k, v in (point.attributes or {}).items()
+                        if v != ""
+                    )
+                    index[key] = {bisect_left(LATENCY_BOUNDARIES_MS, e.value): e for e in exemplars}
+        self._index = index
 
     def apply(self, families: list[Any]) -> list[Any]:
-        index: dict[frozenset[tuple[str, str]], tuple[Exemplar | None, ...]] = {}
-        for snapshot in self._collect():
-            if snapshot.spec is not SCHEDULE_LATENCY:
-                continue
-            for point in snapshot.points:
-                if isinstance(point, HistogramPoint) and point.exemplars:
-                    key = frozenset((_sanitize(k), v) for k, v in point.attributes.items())
-                    index[key] = point.exemplars
+        index = self._index
         if not index:
             return families
         for family in families:
@@ -109,13 +124,13 @@ class OpenMetricsExemplars:
                     labels = {k: v for k, v in labels.items() if not k.startswith("otel_scope_")}
                     found = index.get(frozenset(labels.items()))
                     bucket = self._bounds.get(sample.labels.get("le", ""))
-                    if found and bucket is not None and bucket < len(found):
-                        e = found[bucket]
+                    if found and bucket is not None:
+                        e = found.get(bucket)
                         if e is not None:
                             sample = sample._replace(exemplar=PromExemplar(
                                 {"trace_id": f"{e.trace_id:032x}", "span_id": f"{e.span_id:016x}"},
                                 e.value,
-                                e.time_ns / 1e9,
+                                e.time_unix_nano / 1e9,
                             ))  # fmt: skip
                 samples.append(sample)
             family.samples[:] = samples
