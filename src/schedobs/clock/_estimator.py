@@ -335,10 +335,6 @@ class OffsetEstimator:
         self.steps += 1
         self._rerun()
 
-    def _predict(self, at_ns: int) -> float:
-        assert self._filter is not None
-        return self._filter.best.predicted(self._seconds(at_ns))[0]
-
     def _seconds(self, at_ns: int) -> float:
         return (at_ns - self._origin) / _NS_PER_S
 
