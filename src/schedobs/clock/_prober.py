@@ -247,10 +247,11 @@ class ClockProber:
             if self.estimator.estimate() is None
             else "timestamps are corrected by an aging estimate whose uncertainty grows"
         )
+        failed = sum(n for outcome, n in self.outcomes().items() if outcome != "sample")
         _log.warning(
-            "clock reference %s:%d (%s) gave no usable sample in %.0f s (%s probes: %s); %s",
-            *self.reference, self.protocol, quiet, self.lost + sum(self.kisses.values())
-            + self.unsynchronised + self.spoofed + self.invalid, ", ".join(seen), after,
+            "clock reference %s:%d (%s) gave no usable sample in %.0f s (%d probes failed "
+            "since start: %s); %s",
+            *self.reference, self.protocol, quiet, failed, ", ".join(seen), after,
         )  # fmt: skip
         return True
 
