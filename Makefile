@@ -22,15 +22,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Real components written by others (DESIGN §7): the Prometheus server, chrony
-# (an NTP server the tests start on a loopback port, never touching the clock),
-# and CPython's own test_concurrent_futures (run against Runtime) from Debian's
-# libpython3.11-testsuite.  Installed only when missing.
+# Real components written by others: the Prometheus server, chrony (an NTP
+# server the tests start on a loopback port, never touching the clock), CPython's
+# own test_concurrent_futures (run against Runtime) from Debian's
+# libpython3.11-testsuite, redis-server (a Celery broker and a reference clock)
+# and libfaketime (a wall clock of its own per process, for the cross-host
+# Celery tests).  Installed only when missing.
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	[ -x /usr/sbin/chronyd ] || missing="$$missing chrony"; \
 	[ -f /usr/lib/python3.11/test/test_concurrent_futures.py ] || missing="$$missing libpython3.11-testsuite"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing="$$missing libfaketime"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
@@ -39,6 +43,8 @@ system-deps:
 	@prometheus --version 2>&1 | head -n 1
 	@/usr/sbin/chronyd --version
 	@ls /usr/lib/python3.11/test/test_concurrent_futures.py
+	@redis-server --version
+	@ls /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 	@$(MAKE) --no-print-directory $(VM_BIN)
 
 # VictoriaMetrics, a real OTLP metrics backend (DESIGN §7): Debian trixie's package

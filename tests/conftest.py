@@ -10,6 +10,7 @@ from schedobs.testing import GrpcOtlpReceiver, HttpOtlpReceiver
 
 from ._chrony_server import ChronyServer
 from ._prometheus_server import PrometheusServer
+from ._redis_server import RedisServer
 from ._victoria_metrics import VictoriaMetrics
 
 
@@ -33,6 +34,16 @@ def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom
 def chrony_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChronyServer]:
     """Debian's chronyd as an NTP server on a free loopback port (never touches the clock)."""
     server = ChronyServer(tmp_path_factory.mktemp("chrony"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Debian's redis-server on a free loopback port (one per session; tests use own keys)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
     try:
         yield server
     finally:

@@ -64,15 +64,19 @@ PUBLIC = {
         "Registry", "RejectionCounter", "SchedulerMetrics", "Telemetry", "TimestampRewriter",
         "__version__", "configure",
     },
-    "schedobs.adapters": {"AsyncioInstrumentation", "InstrumentedThreadPoolExecutor"},
+    "schedobs.adapters": {
+        "AsyncioInstrumentation", "CeleryInstrumentation", "InstrumentedThreadPoolExecutor",
+        "TaskTiming",
+    },
     "schedobs.check": {
         "Finding", "Report", "check_otlp_metrics", "check_prometheus_endpoint",
         "check_prometheus_text",
     },
     "schedobs.clock": {
         "ClockCorrector", "ClockEstimate", "ClockProber", "ClockServer", "Edge", "KissOfDeathError",
-        "NetworkSolution", "NtpError", "NtpKey", "OffsetEstimator", "ProtocolError", "Sample",
-        "SpanPairAdjuster", "UnsynchronisedError", "host_of_span", "shift_span", "solve_network",
+        "NetworkSolution", "NtpError", "NtpKey", "OffsetEstimator", "ProtocolError", "RedisError",
+        "Sample", "SpanPairAdjuster", "UnsynchronisedError", "estimator_for", "host_of_span",
+        "parse_reference", "shift_span", "solve_network",
     },
     "schedobs.export": {
         "DEFAULT_PROMETHEUS", "SCOPE", "ExportSettings", "RewritingMetricExporter",

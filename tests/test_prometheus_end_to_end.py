@@ -121,7 +121,7 @@ def test_counts_keep_rising_between_scrapes(
         prometheus_server.scrape(f"{host}:{port}")
         q = 'sum(scheduler_rejected_tasks_total{scheduler_name="rising"})'
         prometheus_server.wait_value(q, sum(REJECTIONS.values()))
-        m = registry._members["rising"]
+        m = registry._members["rising"][0]
         for _ in range(1000):
             m.reject("queue_full")  # type: ignore[attr-defined]
         prometheus_server.wait_value(q, sum(REJECTIONS.values()) + 1000)

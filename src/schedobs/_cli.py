@@ -106,20 +106,25 @@ def _read_ntp_key(path: str | None) -> str | None:
 def _cmd_clock_probe(args: argparse.Namespace) -> int:
     import time
 
-    from schedobs.clock import ClockProber, OffsetEstimator
+    from schedobs.clock import ClockProber, estimator_for
 
     ntp = args.reference.startswith("ntp://")
     # NTP servers rate-limit clients: one query every 2 s unless told otherwise.
     interval = args.interval if args.interval is not None else (2.0 if ntp else 0.0)
     count = args.count if args.count is not None else (4 if ntp else 8)
     try:
-        estimator = OffsetEstimator()
+        estimator = estimator_for(args.reference)
         key = _read_ntp_key(args.key_file) if ntp else _read_key(args.key_file)
         prober = ClockProber(args.reference, estimator, key=key)
     except (OSError, ValueError) as exc:
         print(f"schedobs clock probe: {exc}", file=sys.stderr)
         return 2
-    with prober.open_socket() as sock:
+    try:
+        sock = prober.open_socket()
+    except OSError as exc:
+        print(f"schedobs clock probe: cannot reach {args.reference}: {exc}", file=sys.stderr)
+        return 1
+    with sock:
         for i in range(count):
             if i and interval:
                 time.sleep(interval)
@@ -186,7 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--otlp-endpoint", default=None, help="OTLP base URL, e.g. http://127.0.0.1:4317"
     )
     demo.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"), default=None)
-    demo.add_argument("--clock-reference", default=None, help="host:port of a clock server")
+    demo.add_argument(
+        "--clock-reference",
+        default=None,
+        help="reference clock: ntp://host[:port], redis://host[:port] or host:port",
+    )
     demo.add_argument("--headless", action="store_true", help="no live view, final summary only")
     demo.set_defaults(func=_cmd_demo)
 
@@ -199,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_clock_serve)
     probe = clock_sub.add_parser("probe", help="measure this host against a reference server")
     probe.add_argument(
-        "reference", help="ntp://host[:port] of an NTP server, or host:port of schedobs clock serve"
+        "reference",
+        help="ntp://host[:port] of an NTP server, redis://[:password@]host[:port] of a Redis "
+        "server (its TIME), or host:port of schedobs clock serve",
     )
     probe.add_argument("--count", type=int, default=None, help="probes (default: NTP 4, else 8)")
     probe.add_argument(

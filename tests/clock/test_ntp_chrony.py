@@ -202,3 +202,44 @@ def test_chrony_rate_limiting_drops_a_fast_prober_and_spares_a_polite_one(
         assert polite.lost == 0 and polite.samples == 5
     finally:
         server.stop()
+
+
+FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+@pytest.mark.skipif(not FAKETIME_LIB.exists(), reason="libfaketime is installed by `make test`")
+def test_a_process_whose_clock_libfaketime_shifts_is_measured_on_its_own_clock(
+    chrony_server: ChronyServer,
+) -> None:
+    """libfaketime shifts the clock the process reads, not the kernel's datagram stamps:
+    a prober that trusted those stamps would mix two clocks in one sample."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import time\n"
+        "from schedobs.clock import ClockProber, OffsetEstimator\n"
+        "e = OffsetEstimator()\n"
+        f"p = ClockProber('ntp://{chrony_server.address}', e)\n"
+        "with p.open_socket() as s:\n"
+        "    for _ in range(5):\n"
+        "        p.probe_once(s)\n"
+        "est = e.estimate()\n"
+        "print(p.samples, p.invalid, est.offset_ns, est.uncertainty_ns)\n"
+    )
+    for shift, expected_ns in (("+0.12", -120_000_000), ("-0.08", 80_000_000)):
+        env = dict(
+            os.environ,
+            LD_PRELOAD=str(FAKETIME_LIB),
+            FAKETIME=shift,
+            FAKETIME_DONT_FAKE_MONOTONIC="1",
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
+            check=True,
+        )  # fmt: skip
+        samples, invalid, offset, sigma = map(int, out.stdout.split())
+        assert (samples, invalid) == (5, 0), out.stdout
+        assert abs(offset - expected_ns) < 1_000_000, (shift, offset)
+        assert abs(offset - expected_ns) <= 3 * sigma + 100_000, (shift, offset, sigma)

@@ -44,20 +44,38 @@ def test_latency_boundaries_are_the_design_boundaries() -> None:
 
 def test_closed_value_sets() -> None:
     attrs = CONTRACT.attributes
-    assert attrs["scheduler.kind"].values == ("gmp", "asyncio", "thread_pool", "custom")
+    assert attrs["scheduler.kind"].values == ("gmp", "asyncio", "thread_pool", "celery", "custom")
     assert attrs["error.type"].values == (
         "queue_full",
         "quota_exceeded",
         "constraint_violation",
         "shutdown",
+        "revoked",
+        "expired",
+        "unknown_task",
+        "invalid_message",
         OTHER,
     )
-    assert {"global", "local", "ready", "timer", "work"} == set(
+    assert {"global", "local", "ready", "timer", "work", "broker", "reserved"} == set(
         attrs["scheduler.queue"].values or ()
     )
-    # Open values are bounded by other means, never free-form task data.
+    assert attrs["scheduler.unresolved.reason"].values == (
+        "negative",
+        "within_uncertainty",
+        "uncorrected",
+    )
+    # Open values are bounded by other means (caps), never free-form task data.
     assert attrs["scheduler.name"].values is None
     assert attrs["scheduler.tenant"].values is None
+    assert attrs["messaging.destination.name"].values is None
+
+
+def test_distributed_metrics_translate_to_their_prometheus_names() -> None:
+    names = {spec.name: spec.prometheus_name for spec in CONTRACT.metrics}
+    assert names["scheduler.queue.wait"] == "scheduler_queue_wait_milliseconds"
+    assert names["scheduler.schedule.unresolved"] == "scheduler_schedule_unresolved_total"
+    assert names["scheduler.retried_tasks"] == "scheduler_retried_tasks_total"
+    assert CONTRACT.metric("scheduler.queue.wait").boundaries == LATENCY_BOUNDARIES_MS
 
 
 def test_every_attribute_a_metric_names_is_defined() -> None:

@@ -4,8 +4,9 @@ Convention: ``offset = reference − local``; a local timestamp ``t`` is
 corrected as ``t + offset(t)``.  :class:`OffsetEstimator` tracks offset and
 frequency from NTP-style four-timestamp samples; :func:`solve_network` makes
 many pairwise estimates consistent; the probe protocol (``schedobs clock
-serve`` and :class:`ClockProber`) or any NTP server (NTPv4 client mode,
-:class:`NtpKey` for symmetric keys) measures; :class:`ClockCorrector` rewrites
+serve`` and :class:`ClockProber`), any NTP server (NTPv4 client mode,
+:class:`NtpKey` for symmetric keys) or a Redis server's ``TIME`` (a task
+queue's broker) measures; :class:`ClockCorrector` rewrites
 span and metric timestamps before export.
 """
 
@@ -14,8 +15,9 @@ from ._correction import ClockCorrector, shift_span
 from ._estimator import ClockEstimate, OffsetEstimator, Sample
 from ._network import Edge, NetworkSolution, solve_network
 from ._ntp import KissOfDeathError, NtpError, NtpKey, UnsynchronisedError
-from ._prober import ClockProber
+from ._prober import ClockProber, estimator_for, parse_reference
 from ._protocol import ProtocolError
+from ._redis import RedisError
 from ._server import ClockServer
 
 __all__ = [
@@ -30,10 +32,13 @@ __all__ = [
     "NtpKey",
     "OffsetEstimator",
     "ProtocolError",
+    "RedisError",
     "Sample",
     "SpanPairAdjuster",
     "UnsynchronisedError",
+    "estimator_for",
     "host_of_span",
+    "parse_reference",
     "shift_span",
     "solve_network",
 ]

@@ -63,6 +63,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from schedobs import _forksafe
+
 from ._kalman import FilterBank
 
 __all__ = ["ClockEstimate", "OffsetEstimator", "Sample", "SpanTimes"]
@@ -186,6 +188,7 @@ class OffsetEstimator:
         self._gate2 = step_gate * step_gate
         self._clock = clock_ns
         self._lock = threading.Lock()
+        _forksafe.register(self)  # a prefork child asks for estimates too
         self._samples: deque[Sample] = deque(maxlen=window)
         # Samples held as a possible step: (sample, innovation, variance).
         self._suspect: list[tuple[Sample, float, float]] = []

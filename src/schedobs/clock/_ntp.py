@@ -277,7 +277,7 @@ def query(
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"no usable NTP reply within {timeout} s")
-        datagram, _, t4 = receive(sock, clock_ns, left)  # TimeoutError propagates
+        datagram, _, t4 = receive(sock, clock_ns, left, t1)  # TimeoutError propagates
         try:
             reply = decode_reply(datagram, nonce=nonce, near_unix_ns=t4, key=key)
         except (KissOfDeathError, UnsynchronisedError):

@@ -17,6 +17,16 @@ On Linux the kernel stamps datagrams as they leave and arrive
 difference between the two read at the same moment, so a skewed stand-in
 clock (tests, simulations) stays consistent.  Elsewhere, or where the kernel
 refuses, the Python-side readings are used as before.
+
+A process whose clock is shifted in user space (libfaketime, which tests use
+to give each process its own wall clock) reads a shifted ``CLOCK_REALTIME``
+while the kernel stamps stay on the real one, and no reading can tell the two
+apart, so a kernel stamp is used only where it is physically possible on the
+process's clock: a send stamp no earlier than the reading before the send and
+no later than ``_PLAUSIBLE_NS`` after it; an arrival stamp no later than the
+reading after the receive and no earlier than the request's own send
+(``not_before``).  A stamp outside is on another clock, and the process's own
+reading is kept.
 """
 
 from __future__ import annotations
@@ -44,6 +54,9 @@ _ANCILLARY = 3 * _TIMESPEC.size + 64
 _BUFFER = 2048
 _TX_WAIT_S = 0.0005  # the send stamp is queued as the syscall returns; rarely later
 _PAIR_NS = 20_000
+# From reading t1 to the kernel's send stamp is µs, a few ms at worst under load:
+# a send stamp later than this is on another clock.
+_PLAUSIBLE_NS = 50_000_000
 
 
 def enable_timestamps(sock: socket.socket) -> bool:
@@ -120,15 +133,18 @@ def send(sock: socket.socket, data: bytes, clock_ns: Callable[[], int]) -> int:
     if stamped:
         left = _sent_stamp(sock)
         if left:
-            return max(left + _offset(clock_ns), local)
+            mapped = left + _offset(clock_ns)
+            if local <= mapped <= local + _PLAUSIBLE_NS:
+                return mapped
     return local
 
 
 def receive(
-    sock: socket.socket, clock_ns: Callable[[], int], timeout: float
+    sock: socket.socket, clock_ns: Callable[[], int], timeout: float, not_before: int = 0
 ) -> tuple[bytes, Any, int]:
     """One datagram, its sender and its arrival time on ``clock_ns``, waiting at most
-    ``timeout`` seconds (``TimeoutError`` after).
+    ``timeout`` seconds (``TimeoutError`` after).  ``not_before``: when the request
+    this answers was sent (a kernel stamp earlier than that is on another clock).
 
     The socket should be blocking without a timeout: CPython polls a socket
     that has a timeout before every send, one more delay between reading t1
@@ -150,5 +166,7 @@ def receive(
     now = clock_ns()
     arrived = _stamp(ancillary)
     if arrived:
-        return data, sender, min(arrived + _offset(clock_ns), now)
+        mapped = arrived + _offset(clock_ns)
+        if not_before <= mapped <= now:
+            return data, sender, mapped
     return data, sender, now

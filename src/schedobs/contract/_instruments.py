@@ -103,6 +103,53 @@ class LatencyHistogram:
             ) from None
         self._drop(ms)
 
+    def observe_signed(self, ms: float, *, trace_id: int = 0, span_id: int = 0) -> None:
+        """Record a latency whose two ends were read on different hosts' clocks.
+
+        Unlike :meth:`observe`, a negative value is kept: once both clocks are
+        corrected, what is left below zero is the corrections' error, and it is
+        recorded as measured — counted in the lowest bucket (whose bound it is
+        below) and as the series' min — rather than dropped.  The sum alone adds
+        it as 0: in OpenMetrics and Prometheus a histogram's sum is a counter,
+        which must never fall (a scraper rejects the exposition, and ``rate()``
+        would read a fall as a reset).  Callers count such values themselves
+        (``scheduler.schedule.unresolved``).  NaN and infinities are still
+        counted as dropped.  ``trace_id``/``span_id`` name the trace the task ran in, for
+        the bucket's exemplar (the observing thread's context may not be it);
+        without them the current sampled span is used, as by :meth:`observe`.
+        """
+        try:
+            finite = -_INF < ms < _INF
+        except TypeError:
+            raise TypeError(
+                f"latency must be a real number of milliseconds, got {type(ms).__name__}: {ms!r}"
+            ) from None
+        if not finite:
+            self._drop(ms)
+            return
+        try:
+            row = self._local.row
+        except AttributeError:
+            row = self._shards.new_row()
+        if ms > 0.0:
+            row[_SUM] += ms
+        bucket = bisect_left(_BOUNDS, ms)
+        row[bucket] += 1
+        if ms < row[_MIN]:
+            row[_MIN] = ms
+        if ms > row[_MAX]:
+            row[_MAX] = ms
+        var = _ex.context_var
+        if var is None:  # exemplars are off
+            return
+        if trace_id:
+            self._exemplars[bucket] = (ms, time.time_ns(), trace_id, span_id)
+            return
+        context = var.get(None)
+        ids = _ex.sampled_ids(context) if context else None
+        if ids is not None:
+            self._exemplars[bucket] = (ms, time.time_ns(), *ids)
+
     def snapshot(self) -> HistogramPoint:
         """The cumulative state of this series."""
         row = self._shards.merged()

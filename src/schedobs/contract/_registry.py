@@ -3,13 +3,24 @@
 A :class:`Registry` is the *metric producer* of the OTel specification: readers
 pull from it at collection time.  The export bridge attaches one registry to
 every metric reader it wires up, so all schedulers share one mechanism.
+
+Series belong to the process that recorded them.  A child made by
+``os.fork()`` (a prefork worker pool, say) inherits a frozen copy of its
+parent's schedulers; if the OpenTelemetry SDK's periodic reader, which restarts
+itself in the child, exported them too, a backend would see two processes
+claim the same series with different values.  So a registry collects only the
+members registered in the current process, and a member inherited through a
+fork gives up its name to a new one registered in the child.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable
 from typing import Protocol
+
+from schedobs import _forksafe
 
 from ._points import MetricSnapshot, Point
 from ._spec import CONTRACT, MetricSpec
@@ -31,34 +42,42 @@ class Registry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._members: dict[str, Collectable] = {}
+        _forksafe.register(self)  # an exporter may be collecting when a prefork server forks
+        # name -> (member, pid of the process that registered it)
+        self._members: dict[str, tuple[Collectable, int]] = {}
 
     def register(self, member: Collectable) -> None:
-        """Add a scheduler; its name must be unique in this registry."""
+        """Add a scheduler; its name must be unique in this registry (in this process)."""
+        pid = os.getpid()
         with self._lock:
-            if member.name in self._members:
+            current = self._members.get(member.name)
+            if current is not None and current[1] == pid:
                 raise ValueError(
                     f"a scheduler named {member.name!r} is already registered; "
                     "scheduler names must be unique per registry (they become the "
                     "scheduler.name attribute)"
                 )
-            self._members[member.name] = member
+            self._members[member.name] = (member, pid)
 
     def unregister(self, member: Collectable) -> None:
         """Remove a scheduler; its series stop being exported.  Idempotent."""
         with self._lock:
-            if self._members.get(member.name) is member:
+            current = self._members.get(member.name)
+            if current is not None and current[0] is member:
                 del self._members[member.name]
 
     def names(self) -> list[str]:
-        """Names of the registered schedulers."""
+        """Names of the schedulers registered in this process."""
+        pid = os.getpid()
         with self._lock:
-            return list(self._members)
+            return [name for name, (_, owner) in self._members.items() if owner == pid]
 
     def collect(self) -> list[MetricSnapshot]:
-        """Snapshot every registered scheduler, grouped by metric, in contract order."""
+        """Snapshot every scheduler registered in this process, grouped by metric, in
+        contract order."""
+        pid = os.getpid()
         with self._lock:
-            members = list(self._members.values())
+            members = [member for member, owner in self._members.values() if owner == pid]
         grouped: dict[str, list[Point]] = {}
         for member in members:
             for spec, point in member.collect():

@@ -16,6 +16,7 @@ from ._points import CounterPoint, GaugePoint, HistogramPoint, Point
 from ._registry import REGISTRY, Registry
 from ._spec import CONTRACT as _CONTRACT
 from ._spec import (
+    DESTINATION,
     DROPPED_OBSERVATIONS,
     ERROR_TYPE,
     KINDS,
@@ -33,15 +34,27 @@ from ._spec import (
     MetricSpec,
 )
 
-__all__ = ["DEFAULT_TENANT_CAP", "MAX_LABEL_LENGTH", "SchedulerMetrics"]
+__all__ = [
+    "DEFAULT_DESTINATION_CAP",
+    "DEFAULT_TENANT_CAP",
+    "MAX_LABEL_LENGTH",
+    "SchedulerMetrics",
+]
 
 #: Distinct tenants a scheduler reports before folding the rest into ``_OTHER``.
 DEFAULT_TENANT_CAP = 64
+#: Distinct queue names (``messaging.destination.name``) a scheduler reports
+#: before folding the rest into ``_OTHER``: queues are fewer than tenants, and
+#: each one multiplies the histogram series of every other attribute.
+DEFAULT_DESTINATION_CAP = 32
 #: Longest scheduler or tenant name accepted.
 MAX_LABEL_LENGTH = 128
 
 _log = logging.getLogger("schedobs")
 _Key = tuple[str | None, str | None]
+#: A series of any contract metric: its name and its sorted attribute items.
+_SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+_Handle = LatencyHistogram | RejectionCounter | QueueLengthGauge
 #: A pre-aggregated histogram value: bucket counts (one per contract boundary,
 #: plus the overflow bucket), sum, min and max, all cumulative, in the metric's unit.
 HistogramValue = (
@@ -68,7 +81,9 @@ class SchedulerMetrics:
     Every recording call is thread-safe.  Attribute values are validated when a
     series is first used: an unknown queue, kind or reason is a ``ValueError``
     naming the allowed values; a value of the wrong type is a ``TypeError``.
-    Tenants beyond ``tenant_cap`` distinct values are reported as ``_OTHER``.
+    Tenants beyond ``tenant_cap`` distinct values, and queue names
+    (``messaging.destination.name``) beyond ``destination_cap``, are reported as
+    ``_OTHER``.
     """
 
     def __init__(
@@ -78,22 +93,28 @@ class SchedulerMetrics:
         *,
         registry: Registry | None = None,
         tenant_cap: int = DEFAULT_TENANT_CAP,
+        destination_cap: int = DEFAULT_DESTINATION_CAP,
     ) -> None:
         _check_label("name", name)
         _check_choice("kind", kind, KINDS)
-        if type(tenant_cap) is not int or tenant_cap < 0:
-            raise ValueError(f"tenant_cap must be an int >= 0, got {tenant_cap!r}")
+        for what, cap in (("tenant_cap", tenant_cap), ("destination_cap", destination_cap)):
+            if type(cap) is not int or cap < 0:
+                raise ValueError(f"{what} must be an int >= 0, got {cap!r}")
         self._name = name
         self._kind = kind
-        self._tenant_cap = tenant_cap
         self._base = {SCHEDULER_NAME: name, SCHEDULER_KIND: kind}
         self._lock = threading.Lock()
-        self._tenants: set[str] = set()
+        # The user-given attributes whose distinct values are capped, with the
+        # values admitted so far.
+        self._caps = {SCHEDULER_TENANT: tenant_cap, DESTINATION: destination_cap}
+        self._admitted: dict[str, set[str]] = {SCHEDULER_TENANT: set(), DESTINATION: set()}
         # Series maps are read without the lock (dict.get is atomic) and only
         # written under it; keys are what callers pass, values the handles.
         self._latency: dict[_Key, LatencyHistogram] = {}
         self._rejections: dict[_Key, RejectionCounter] = {}
         self._queues: dict[_Key, QueueLengthGauge] = {}
+        # Series made through series(): any contract metric, any allowed attributes.
+        self._any: dict[_SeriesKey, tuple[MetricSpec, _Handle]] = {}
         self._dropped: dict[str, int] = {}
         self._dropped_start = 0
         self._callbacks: list[_Callback] = []
@@ -167,6 +188,83 @@ class SchedulerMetrics:
         """Read the length of ``queue`` from ``callback()`` at each collection."""
         self.queue_length(queue, tenant=tenant).set_callback(callback)
 
+    # --- any contract metric ---------------------------------------------------------------
+
+    def histogram(
+        self, spec: MetricSpec, attributes: Mapping[str, str] | None = None
+    ) -> LatencyHistogram:
+        """The series of histogram ``spec`` with ``attributes`` (beyond name and kind).
+
+        >>> from schedobs.contract import QUEUE_WAIT, Registry, SchedulerMetrics
+        >>> metrics = SchedulerMetrics("jobs", kind="celery", registry=Registry())
+        >>> wait = metrics.histogram(QUEUE_WAIT, {"scheduler.queue": "broker",
+        ...                                       "messaging.destination.name": "emails"})
+        >>> wait.observe(3.5)
+        """
+        handle = self.series(spec, attributes)
+        if not isinstance(handle, LatencyHistogram):
+            raise TypeError(f"{spec.name} is a {spec.instrument.value}, not a histogram")
+        return handle
+
+    def counter(
+        self, spec: MetricSpec, attributes: Mapping[str, str] | None = None
+    ) -> RejectionCounter:
+        """The series of counter ``spec`` with ``attributes`` (beyond name and kind)."""
+        handle = self.series(spec, attributes)
+        if not isinstance(handle, RejectionCounter):
+            raise TypeError(f"{spec.name} is a {spec.instrument.value}, not a counter")
+        return handle
+
+    def gauge(
+        self, spec: MetricSpec, attributes: Mapping[str, str] | None = None
+    ) -> QueueLengthGauge:
+        """The series of gauge ``spec`` with ``attributes`` (beyond name and kind)."""
+        handle = self.series(spec, attributes)
+        if not isinstance(handle, QueueLengthGauge):
+            raise TypeError(f"{spec.name} is a {spec.instrument.value}, not a gauge")
+        return handle
+
+    def series(self, spec: MetricSpec, attributes: Mapping[str, str] | None = None) -> _Handle:
+        """The handle of one series of any contract metric recorded by this scheduler.
+
+        ``attributes`` are checked against ``spec``: allowed keys, required keys
+        present, closed values; tenants and queue names are capped.  The same
+        spec and attributes always give the same handle, also through
+        :meth:`latency`, :meth:`rejections` and :meth:`queue_length`.
+        """
+        items = tuple(sorted((attributes or {}).items()))
+        found = self._any.get((getattr(spec, "name", ""), items))
+        if found is not None:
+            return found[1]
+        extra = dict(items)
+        _check_series(spec, extra)
+        if DESTINATION not in extra:  # the classic series have their own fast maps
+            tenant = extra.get(SCHEDULER_TENANT)
+            if spec is SCHEDULE_LATENCY:
+                return self.latency(queue=extra.get(SCHEDULER_QUEUE), tenant=tenant)
+            if spec is REJECTED_TASKS:
+                return self.rejections(extra[ERROR_TYPE], tenant=tenant)
+            if spec is QUEUE_LENGTH:
+                return self.queue_length(extra[SCHEDULER_QUEUE], tenant=tenant)
+        with self._lock:
+            folded = {key: self._fold(key, value) for key, value in extra.items()}
+            key = (spec.name, tuple(sorted(folded.items())))
+            entry = self._any.get(key)
+            if entry is None:
+                attrs = MappingProxyType({**self._base, **folded})
+                handle: _Handle
+                if spec.instrument is InstrumentKind.HISTOGRAM:
+                    handle = LatencyHistogram(attrs, self._drop)
+                elif spec.instrument is InstrumentKind.COUNTER:
+                    handle = RejectionCounter(attrs)
+                else:
+                    handle = QueueLengthGauge(attrs)
+                entry = (spec, handle)
+                self._any[key] = entry
+            # Stored under the folded values only: a flood of distinct names beyond
+            # the cap must not grow this map (each such call takes the slow path).
+            return entry[1]
+
     # --- pull-based values ---------------------------------------------------------------
 
     def register_callback(self, callback: Callable[[], Iterable[Observation]]) -> None:
@@ -239,6 +337,10 @@ class SchedulerMetrics:
             yield SCHEDULE_LATENCY, histogram.snapshot()
         for counter in list(self._rejections.values()):
             yield REJECTED_TASKS, counter.snapshot()
+        for spec, handle in list(self._any.values()):
+            snapshot = handle.snapshot()
+            if snapshot is not None:
+                yield spec, snapshot
         yield from self._collect_callbacks()
         with self._lock:
             dropped = sorted(self._dropped.items())
@@ -262,7 +364,7 @@ class SchedulerMetrics:
     ) -> _H:
         """Create (or find) the handle for ``(first, tenant)``; the slow path."""
         with self._lock:
-            folded = self._fold_tenant(tenant)
+            folded = None if tenant is None else self._fold(SCHEDULER_TENANT, tenant)
             handle = series.get((first, folded))
             if handle is None:
                 attributes = dict(self._base)
@@ -277,15 +379,17 @@ class SchedulerMetrics:
             # distinct tenant names must not grow this map.
             return handle
 
-    def _fold_tenant(self, tenant: str | None) -> str | None:
-        if tenant is None or tenant in self._tenants:
-            return tenant
-        _check_label("tenant", tenant)
-        if tenant == OTHER:
+    def _fold(self, key: str, value: str) -> str:
+        """``value`` of a capped attribute, or ``_OTHER`` beyond the cap (under the lock)."""
+        admitted = self._admitted.get(key)
+        if admitted is None or value in admitted:
+            return value
+        _check_label(key, value)
+        if value == OTHER:
             return OTHER
-        if len(self._tenants) < self._tenant_cap:
-            self._tenants.add(tenant)
-            return tenant
+        if len(admitted) < self._caps[key]:
+            admitted.add(value)
+            return value
         return OTHER
 
     def _new_latency(self, attributes: dict[str, str]) -> LatencyHistogram:
@@ -378,6 +482,29 @@ def _histogram_problem(spec: MetricSpec, value: object) -> str | None:
         if not math.isfinite(number) or number < 0:
             return f"gave a {what} of {number!r} for {spec.name}; it must be finite and >= 0"
     return None
+
+
+def _check_series(spec: object, extra: Mapping[str, object]) -> None:
+    """Raise ``ValueError``/``TypeError`` unless ``extra`` are valid attributes of ``spec``."""
+    if not isinstance(spec, MetricSpec) or spec not in _CONTRACT.metrics:
+        raise ValueError(f"{spec!r} is not a metric of the contract")
+    for key, value in extra.items():
+        if key in (SCHEDULER_NAME, SCHEDULER_KIND):
+            raise ValueError(f"{key} is the scheduler's own; do not pass it per series")
+        if key not in spec.attributes:
+            allowed = ", ".join(a for a in spec.attributes if a not in _BASE_KEYS) or "none"
+            raise ValueError(f"{spec.name} has no attribute {key!r} (allowed: {allowed})")
+        allowed_values = _CONTRACT.attributes[key].values
+        if allowed_values is None:
+            _check_label(key, value)
+        else:
+            _check_choice(key, value, allowed_values)
+    missing = [k for k in spec.required_attributes if k not in extra and k not in _BASE_KEYS]
+    if missing:
+        raise ValueError(f"{spec.name} needs the attributes {', '.join(missing)}")
+
+
+_BASE_KEYS = (SCHEDULER_NAME, SCHEDULER_KIND)
 
 
 def _check_label(what: str, value: object) -> None:

@@ -27,7 +27,7 @@ __all__ = [
     "prometheus_name",
 ]
 
-CONTRACT_VERSION = "1.4.0"
+CONTRACT_VERSION = "1.5.0"
 
 #: The value that folds everything beyond a cap or outside a closed set.
 OTHER = "_OTHER"
@@ -158,19 +158,34 @@ SCHEDULER_KIND = "scheduler.kind"
 SCHEDULER_QUEUE = "scheduler.queue"
 SCHEDULER_TENANT = "scheduler.tenant"
 ERROR_TYPE = "error.type"
+#: The OpenTelemetry messaging convention's name for the queue a message was
+#: routed to: a distributed scheduler's own queue names (Celery's routing queue).
+DESTINATION = "messaging.destination.name"
+UNRESOLVED_REASON = "scheduler.unresolved.reason"
 
 PROCESSOR_STATE = "scheduler.processor.state"
 THREAD_STATE = "scheduler.thread.state"
 TASK_STATE = "scheduler.task.state"
 SCALE_DIRECTION = "scheduler.scale.direction"
 
-KINDS = ("gmp", "asyncio", "thread_pool", "custom")
+KINDS = ("gmp", "asyncio", "thread_pool", "celery", "custom")
 PROCESSOR_STATES = ("busy", "idle")
 THREAD_STATES = ("running", "spinning", "syscall", "idle")
 TASK_STATES = ("runnable", "running", "syscall", "waiting")
 SCALE_DIRECTIONS = ("out", "in")
-QUEUES = ("global", "local", "ready", "timer", "work")
-REASONS = ("queue_full", "quota_exceeded", "constraint_violation", "shutdown", OTHER)
+QUEUES = ("global", "local", "ready", "timer", "work", "broker", "reserved")
+REASONS = (
+    "queue_full",
+    "quota_exceeded",
+    "constraint_violation",
+    "shutdown",
+    "revoked",
+    "expired",
+    "unknown_task",
+    "invalid_message",
+    OTHER,
+)
+UNRESOLVED_REASONS = ("negative", "within_uncertainty", "uncorrected")
 
 _ATTRIBUTES = (
     AttributeSpec(
@@ -186,7 +201,10 @@ _ATTRIBUTES = (
     AttributeSpec(
         SCHEDULER_QUEUE,
         "Which queue the runnable tasks wait in: `global` and `local` (GMP run queues), "
-        "`ready` and `timer` (event loops), `work` (thread-pool work queue).",
+        "`ready` and `timer` (event loops), `work` (thread-pool work queue), `broker` (a "
+        "distributed task queue's broker, such as Celery's Redis lists) and `reserved` "
+        "(tasks a worker has taken from the broker and holds until a slot is free: Celery's "
+        "prefetched tasks).",
         QUEUES,
     ),
     AttributeSpec(
@@ -199,8 +217,24 @@ _ATTRIBUTES = (
         "Why a task was refused: `queue_full` (a bounded queue had no room), `quota_exceeded` "
         "(the tenant's quota would be exceeded), `constraint_violation` (the task's declared "
         "resources exceed the scheduler's limits), `shutdown` (the scheduler no longer accepts "
-        f"work), `{OTHER}` (any other reason).",
+        "work), `revoked` (cancelled before it started), `expired` (its deadline passed before "
+        "it started), `unknown_task` (no worker knows the task's name), `invalid_message` (the "
+        f"message could not be read as a task), `{OTHER}` (any other reason).",
         REASONS,
+    ),
+    AttributeSpec(
+        DESTINATION,
+        "The queue a distributed scheduler routed the task to (Celery's routing queue, as "
+        "named by the application). Capped per scheduler (default 32 distinct values); names "
+        f"beyond the cap are reported as `{OTHER}`.",
+    ),
+    AttributeSpec(
+        UNRESOLVED_REASON,
+        "Why a latency measured across two hosts' clocks cannot be told apart from zero: "
+        "`negative` (it came out below zero), `within_uncertainty` (it is smaller than the "
+        "combined uncertainty of the two clock corrections), `uncorrected` (an end had no "
+        "clock estimate, so the error is unknown).",
+        UNRESOLVED_REASONS,
     ),
     AttributeSpec(
         PROCESSOR_STATE,
@@ -237,7 +271,7 @@ QUEUE_LENGTH = MetricSpec(
         "Excludes running, blocked and sleeping tasks."
     ),
     required_attributes=(SCHEDULER_NAME, SCHEDULER_KIND, SCHEDULER_QUEUE),
-    optional_attributes=(SCHEDULER_TENANT,),
+    optional_attributes=(SCHEDULER_TENANT, DESTINATION),
 )
 
 SCHEDULE_LATENCY = MetricSpec(
@@ -247,10 +281,15 @@ SCHEDULE_LATENCY = MetricSpec(
     description=(
         "Time from each transition of a task to runnable (enqueue, wake-up, re-enqueue after a "
         "yield or preemption) until it starts running. Time blocked, sleeping or gated by a "
-        "quota is never counted."
+        "quota is never counted. Where a task becomes runnable on one host and starts on "
+        "another (a distributed task queue: publish, or a later ETA, until start), both ends "
+        "are read on clocks corrected to a common reference; a value that still comes out "
+        "negative is kept (counted in the lowest bucket and as the min; the sum, a counter in "
+        "OpenMetrics, adds it as 0) and counted in scheduler.schedule.unresolved, never "
+        "dropped."
     ),
     required_attributes=(SCHEDULER_NAME, SCHEDULER_KIND),
-    optional_attributes=(SCHEDULER_QUEUE, SCHEDULER_TENANT),
+    optional_attributes=(SCHEDULER_QUEUE, SCHEDULER_TENANT, DESTINATION),
     boundaries=LATENCY_BOUNDARIES_MS,
 )
 
@@ -260,8 +299,55 @@ REJECTED_TASKS = MetricSpec(
     unit="{task}",
     description="Number of tasks refused admission, by reason. A refused task never ran.",
     required_attributes=(SCHEDULER_NAME, SCHEDULER_KIND, ERROR_TYPE),
-    optional_attributes=(SCHEDULER_TENANT,),
+    optional_attributes=(SCHEDULER_TENANT, DESTINATION),
 )
+
+# --- optional metrics of distributed schedulers (a task crosses hosts) ---------------
+
+QUEUE_WAIT = MetricSpec(
+    name="scheduler.queue.wait",
+    instrument=InstrumentKind.HISTOGRAM,
+    unit="ms",
+    description=(
+        "The part of scheduler.schedule.latency a task spent in one queue, where it passes "
+        "through several: `broker` (publish until a worker received it, across two hosts' "
+        "corrected clocks) and `reserved` (received until started, on the worker's own "
+        "clock; for an ETA task, from when it became due). Not a second count of the same "
+        "tasks in scheduler.schedule.latency: sum it only within one `scheduler.queue`."
+    ),
+    required_attributes=(SCHEDULER_NAME, SCHEDULER_KIND, SCHEDULER_QUEUE),
+    optional_attributes=(SCHEDULER_TENANT, DESTINATION),
+    boundaries=LATENCY_BOUNDARIES_MS,
+    required=False,
+)
+UNRESOLVED = MetricSpec(
+    name="scheduler.schedule.unresolved",
+    instrument=InstrumentKind.COUNTER,
+    unit="{task}",
+    description=(
+        "Schedule latencies measured across two hosts' clocks that the clock corrections "
+        "cannot tell apart from zero, by reason. Each is also in "
+        "scheduler.schedule.latency, as measured: this counts how much of that distribution "
+        "the clocks cannot resolve."
+    ),
+    required_attributes=(SCHEDULER_NAME, SCHEDULER_KIND, UNRESOLVED_REASON),
+    optional_attributes=(DESTINATION,),
+    required=False,
+)
+RETRIED_TASKS = MetricSpec(
+    name="scheduler.retried_tasks",
+    instrument=InstrumentKind.COUNTER,
+    unit="{task}",
+    description=(
+        "Tasks that asked to be run again after they started (Celery's Task.retry). The "
+        "retry is a new publish: its schedule latency is measured afresh."
+    ),
+    required_attributes=(SCHEDULER_NAME, SCHEDULER_KIND),
+    optional_attributes=(DESTINATION,),
+    required=False,
+)
+
+DISTRIBUTED_METRICS = (QUEUE_WAIT, UNRESOLVED, RETRIED_TASKS)
 
 # --- optional runtime metrics (schedulers that have the concepts export them) --------
 
@@ -462,6 +548,7 @@ CONTRACT = Contract(
         QUEUE_LENGTH,
         SCHEDULE_LATENCY,
         REJECTED_TASKS,
+        *DISTRIBUTED_METRICS,
         *RUNTIME_METRICS,
         *CLOCK_METRICS,
         DROPPED_OBSERVATIONS,

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 
-from schedobs.clock import ClockCorrector, ClockProber, NtpKey, OffsetEstimator
+from schedobs.clock import (
+    ClockCorrector,
+    ClockProber,
+    NtpKey,
+    OffsetEstimator,
+    estimator_for,
+)
 from schedobs.contract import (
     CLOCK_LAST_SAMPLE,
     CLOCK_OFFSET,
@@ -42,7 +48,7 @@ class ClockCompensation:
             raise ValueError(
                 f"clock_max_adjust must be a number of seconds > 0, got {max_adjust!r}"
             )
-        estimator = OffsetEstimator()
+        estimator = estimator_for(reference)
         prober = ClockProber(reference, estimator, interval=interval, key=key)
         corrector = ClockCorrector(estimator, max_adjust_ns=int(max_adjust * 1e9))
         return cls(estimator, prober, corrector)

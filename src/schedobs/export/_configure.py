@@ -267,14 +267,18 @@ def configure(
             tests); they get the contract metrics too.
         clock_reference: the reference clock: ``"ntp://host[:port]"`` for any NTP
             server (chrony, ntpd, a cloud's time service such as
-            ``ntp://169.254.169.123``), or ``"host:port"`` of ``schedobs clock
-            serve``.  Enables clock compensation: a background prober
-            estimates this host's offset and drift, and every span and metric
+            ``ntp://169.254.169.123``), ``"redis://[:password@]host[:port]"``
+            for a Redis server's ``TIME`` (a task queue's broker, which every
+            producer and worker reaches; a Celery ``broker_url`` as it is), or
+            ``"host:port"`` of ``schedobs clock serve``.  Enables clock
+            compensation: a background prober estimates this host's offset
+            and drift, and every span and metric
             timestamp is corrected before OTLP export.  Exclusive with
             ``timestamp_rewriter``.
         clock_key: authenticates probes and replies: for NTP an
             :class:`~schedobs.clock.NtpKey` or a key line as in chrony's keyfile
-            (``"1 SHA256 HEX:…"``); for ``host:port`` a shared key (>= 16 bytes).
+            (``"1 SHA256 HEX:…"``); for ``host:port`` a shared key (>= 16 bytes);
+            none for Redis (its password is part of the URL).
         clock_interval: seconds between probe bursts.
         clock_max_adjust: largest correction applied, in seconds (clamped beyond).
         set_global: install the providers as the OpenTelemetry globals.

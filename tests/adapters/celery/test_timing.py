@@ -1,0 +1,113 @@
+"""Cross-clock queue time arithmetic, without Celery: stamps, corrections, classification."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from schedobs.adapters._celery._timing import (
+    CorrectedClock,
+    PublishStamp,
+    Reading,
+    classify,
+    measure,
+)
+from schedobs.clock import ClockEstimate
+
+MS = 1_000_000
+
+
+class FixedEstimator:
+    """A clock estimate that never changes (offset and σ in ns)."""
+
+    def __init__(self, offset_ns: int, sigma_ns: int) -> None:
+        self.offset_ns, self.sigma_ns = offset_ns, sigma_ns
+
+    def estimate(self, at_ns: int | None = None) -> ClockEstimate | None:
+        return ClockEstimate(self.offset_ns, self.sigma_ns, 0.0, 10, at_ns or 0)
+
+
+def test_a_stamp_round_trips_and_foreign_headers_are_ignored() -> None:
+    stamp = PublishStamp(1_700_000_000 * 10**9, -120 * MS, 40_000, 1_700_000_001 * 10**9, 90_000)
+    assert PublishStamp.decode(stamp.encode()) == stamp
+    assert len(str(stamp.encode())) < 80  # every message pays for it
+    assert PublishStamp.decode([1, 2, 3]) == PublishStamp(1, 2, 3)
+    for foreign in (None, "x", [1, 2], [1, 2, 3, 4], [1, 2, 3, 4, 5, 6], [1.5, 2, 3], [0, 0, 0],
+                    [1, 2, -2], [1, 2, 3, 4, -5], [True, 2, 3]):  # fmt: skip
+        assert PublishStamp.decode(foreign) is None, foreign
+
+
+def test_both_corrections_cancel_both_skews() -> None:
+    # Truth: published at t0, started 5 ms later.  The producer's clock is 35 ms ahead,
+    # the worker's 80 ms behind; each knows its offset within 20 µs / 30 µs.
+    t0 = 1_700_000_000 * 10**9
+    producer = CorrectedClock(FixedEstimator(-35 * MS, 20_000))
+    worker = CorrectedClock(FixedEstimator(80 * MS, 30_000))
+    stamp = PublishStamp.at(producer.read(at_ns=t0 + 35 * MS))
+    start = worker.read(at_ns=t0 + 5 * MS - 80 * MS)
+    timing = measure("t", "q", stamp, start, 0)
+    assert timing.latency_ms == pytest.approx(5.0)
+    assert timing.uncorrected_ms == pytest.approx(5.0 - 115.0)  # what the raw clocks say
+    assert timing.sigma_ms == pytest.approx(math.hypot(0.020, 0.030))
+    assert timing.uncertainty_ms == pytest.approx(3 * timing.sigma_ms)
+    assert timing.unresolved is None and not timing.eta
+
+
+def test_eta_tasks_count_from_their_eta_and_the_split_follows() -> None:
+    t0 = 1_700_000_000 * 10**9
+    stamp = PublishStamp(t0, 0, 1_000, eta_ns=t0 + 2_000 * MS, eta_sigma_ns=4_000)
+    received = (Reading(t0 + 1 * MS, 0, 1_000), 10 * MS)
+    # Started 3 ms after its ETA on the worker's clock (monotonic 10 ms + 2002 ms).
+    start = Reading(t0 + 2_003 * MS, 0, 1_000)
+    timing = measure("t", "q", stamp, start, 2_012 * MS, received)
+    assert timing.latency_ms == pytest.approx(3.0)
+    assert timing.broker_ms == pytest.approx(1.0)
+    assert timing.reserved_ms == pytest.approx(3.0)  # from the ETA, not from receipt
+    assert timing.eta
+    # The ETA's correction, extrapolated 2 s ahead, is the one that counts.
+    assert timing.sigma_ms == pytest.approx(math.hypot(0.004, 0.001))
+
+
+def test_a_worker_that_fires_an_eta_task_early_reports_a_negative_latency() -> None:
+    t0 = 1_700_000_000 * 10**9
+    stamp = PublishStamp(t0, 0, 1_000, eta_ns=t0 + 1_000 * MS, eta_sigma_ns=1_000)
+    timing = measure("t", "q", stamp, Reading(t0 + 880 * MS, 0, 1_000), 0)
+    assert timing.latency_ms == pytest.approx(-120.0)
+    assert timing.unresolved == "negative"
+
+
+def test_reserved_time_comes_from_the_workers_monotonic_clock() -> None:
+    t0 = 1_700_000_000 * 10**9
+    stamp = PublishStamp(t0, 0, 1_000)
+    received = (Reading(t0 + 2 * MS, 0, 1_000), 100 * MS)
+    timing = measure("t", "q", stamp, Reading(t0 + 9 * MS, 0, 1_000), 107 * MS, received)
+    assert timing.broker_ms == pytest.approx(2.0)
+    assert timing.reserved_ms == pytest.approx(7.0)
+    assert timing.broker_ms is not None and timing.reserved_ms is not None
+    assert timing.broker_ms + timing.reserved_ms == pytest.approx(timing.latency_ms)
+
+
+@pytest.mark.parametrize(
+    ("latency", "uncertainty", "reason"),
+    [
+        (-0.001, 0.01, "negative"),
+        (-5.0, 0.01, "negative"),
+        (0.0, 0.01, "within_uncertainty"),
+        (0.009, 0.01, "within_uncertainty"),
+        (0.01, 0.01, None),
+        (3.0, math.nan, "uncorrected"),
+        (-3.0, math.nan, "uncorrected"),
+    ],
+)
+def test_classification(latency: float, uncertainty: float, reason: str | None) -> None:
+    assert classify(latency, uncertainty) == reason
+
+
+def test_without_an_estimate_the_latency_is_raw_and_unresolved() -> None:
+    t0 = 1_700_000_000 * 10**9
+    stamp = PublishStamp.at(CorrectedClock(None).read(at_ns=t0))
+    assert stamp.sigma_ns == -1
+    timing = measure("t", "q", stamp, CorrectedClock(None).read(at_ns=t0 + 4 * MS), 0)
+    assert timing.latency_ms == pytest.approx(4.0) and timing.uncorrected_ms == pytest.approx(4.0)
+    assert math.isnan(timing.uncertainty_ms) and timing.unresolved == "uncorrected"
