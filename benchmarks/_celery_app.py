@@ -17,13 +17,15 @@ BROKER = os.environ["SCHEDOBS_BENCH_BROKER"]
 app = Celery("schedobs_bench", broker=BROKER)
 app.conf.update(task_default_queue="bench", worker_hijack_root_logger=False)
 
-if os.environ.get("SCHEDOBS_BENCH_INSTRUMENT") == "1":
+MODE = os.environ.get("SCHEDOBS_BENCH_INSTRUMENT", "0")
+if MODE != "0":
     import schedobs
     from schedobs.adapters import CeleryInstrumentation
 
     telemetry = schedobs.configure("bench", prometheus="127.0.0.1:0", clock_reference=BROKER)
     assert telemetry.clock is not None
-    CeleryInstrumentation(app, clock=telemetry.clock.estimator).install()
+    if MODE == "1":
+        CeleryInstrumentation(app, clock=telemetry.clock.estimator).install()
 
 
 @app.task

@@ -103,9 +103,10 @@ class PrometheusServer:
         ]
         self._config.write_text("\n".join(lines) + "\n")
 
-    def scrape(self, target: str) -> None:
-        """Scrape ``host:port`` (whose ``/metrics`` is the app's endpoint) from now on."""
-        self._write_config([target])
+    def scrape(self, target: str, *more: str) -> None:
+        """Scrape ``host:port`` (whose ``/metrics`` is the app's endpoint) — and any
+        further targets — from now on."""
+        self._write_config([target, *more])
         request = urllib.request.Request(self.url + "/-/reload", method="POST")
         with urllib.request.urlopen(request, timeout=10) as resp:
             assert resp.status == 200

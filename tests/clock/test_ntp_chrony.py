@@ -10,6 +10,7 @@ import pytest
 
 from schedobs.clock import NtpKey
 from schedobs.clock._ntp import query
+from schedobs.testing import faketime_env, find_libfaketime
 
 from .._chrony_server import ChronyServer
 
@@ -204,16 +205,12 @@ def test_chrony_rate_limiting_drops_a_fast_prober_and_spares_a_polite_one(
         server.stop()
 
 
-FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
-
-
-@pytest.mark.skipif(not FAKETIME_LIB.exists(), reason="libfaketime is installed by `make test`")
+@pytest.mark.skipif(not find_libfaketime(), reason="libfaketime is installed by `make test`")
 def test_a_process_whose_clock_libfaketime_shifts_is_measured_on_its_own_clock(
     chrony_server: ChronyServer,
 ) -> None:
     """libfaketime shifts the clock the process reads, not the kernel's datagram stamps:
     a prober that trusted those stamps would mix two clocks in one sample."""
-    import os
     import subprocess
     import sys
 
@@ -229,12 +226,7 @@ def test_a_process_whose_clock_libfaketime_shifts_is_measured_on_its_own_clock(
         "print(p.samples, p.invalid, est.offset_ns, est.uncertainty_ns)\n"
     )
     for shift, expected_ns in (("+0.12", -120_000_000), ("-0.08", 80_000_000)):
-        env = dict(
-            os.environ,
-            LD_PRELOAD=str(FAKETIME_LIB),
-            FAKETIME=shift,
-            FAKETIME_DONT_FAKE_MONOTONIC="1",
-        )
+        env = faketime_env(shift)
         out = subprocess.run(
             [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
             check=True,

@@ -205,6 +205,9 @@ class OffsetEstimator:
         self.steps = 0
         #: Samples accepted in total.
         self.accepted = 0
+        #: Changes whenever the estimate may have (a sample, a reset): between two
+        #: changes, ``estimate(t)`` is the same line in ``t``, which callers may cache.
+        self.version = 0
 
     # --- input -----------------------------------------------------------------------
 
@@ -219,6 +222,7 @@ class OffsetEstimator:
         with self._lock:
             self._admit(sample)
             self.accepted += 1
+            self.version += 1
         return sample
 
     def add_span_pair(self, client: SpanTimes, server: SpanTimes) -> Sample:
@@ -405,6 +409,7 @@ class OffsetEstimator:
             self._last = None
             self._filter = None
             self._seed = (0.0, self._freq_var)
+            self.version += 1
 
     # --- output -----------------------------------------------------------------------------
 

@@ -3,8 +3,10 @@
 Real OTLP receivers (gRPC and HTTP) on loopback that decode what exporters
 send, a decoder of received metric requests into plain values, and
 :func:`wait_all_tasks_blocked`, which waits for a runtime to go quiet where a
-test would otherwise sleep, and a simulated fleet of clocks with ground truth
-(:class:`Fleet`, :class:`FleetModel`) to judge the clock estimator on.
+test would otherwise sleep, a simulated fleet of clocks with ground truth
+(:class:`Fleet`, :class:`FleetModel`) to judge the clock estimator on, and
+:func:`faketime_env`, which gives a process a wall clock of its own under
+libfaketime while ``CLOCK_MONOTONIC`` stays shared.
 
 Example::
 
@@ -20,6 +22,7 @@ Example::
 
 from ._clockfleet import Clock, Fleet, FleetModel
 from ._decode import OtlpPoint, latest_points
+from ._faketime import faketime_env, find_libfaketime
 from ._otlp_receiver import Fault, GrpcOtlpReceiver, HttpOtlpReceiver, OtlpReceiver
 from ._quiet import wait_all_tasks_blocked
 
@@ -32,6 +35,8 @@ __all__ = [
     "HttpOtlpReceiver",
     "OtlpPoint",
     "OtlpReceiver",
+    "faketime_env",
+    "find_libfaketime",
     "latest_points",
     "wait_all_tasks_blocked",
 ]

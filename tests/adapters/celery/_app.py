@@ -13,12 +13,12 @@ under its own libfaketime clock:
   (a worker's ``on_timing``);
 - ``SCHEDOBS_TEST_VISIBILITY``: the Redis transport's visibility timeout, s
   (also how often a worker looks for unacknowledged messages to restore);
-- ``SCHEDOBS_TEST_PREFETCH``: the worker's prefetch multiplier.
+- ``SCHEDOBS_TEST_PREFETCH``: the worker's prefetch multiplier;
+- ``SCHEDOBS_TEST_BROKER_QUEUES``: queues whose broker length this process reports.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
@@ -65,13 +65,15 @@ _lock = threading.Lock()
 def _write(timing: TaskTiming) -> None:
     assert _timings is not None
     with _lock, open(_timings, "a") as f:
-        f.write(json.dumps(dataclasses.asdict(timing)) + "\n")
+        f.write(json.dumps(timing._asdict()) + "\n")
 
 
+_broker_queues = os.environ.get("SCHEDOBS_TEST_BROKER_QUEUES")
 instrumentation = CeleryInstrumentation(
     app,
     clock=telemetry.clock.estimator,
     on_timing=_write if _timings else None,
+    broker_queues=_broker_queues.split(",") if _broker_queues else None,
 ).install()
 
 if OTLP:

@@ -21,10 +21,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from schedobs.testing import faketime_env
+
 from ..._prometheus_server import free_port, poll
 
 ROOT = Path(__file__).resolve().parents[3]
-FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 APP = "tests.adapters.celery._app"
 
 
@@ -34,12 +35,12 @@ def process_env(broker: str, role: str, skew: str | None, **extra: str) -> dict[
     env.update(
         SCHEDOBS_TEST_BROKER=broker,
         SCHEDOBS_TEST_ROLE=role,
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests" / "_faketime")]),
+        PYTHONPATH=str(ROOT),
         PYTHONWARNINGS="ignore",
     )
     env.pop("OTEL_SDK_DISABLED", None)
     if skew is not None:
-        env.update(LD_PRELOAD=str(FAKETIME_LIB), FAKETIME=skew, FAKETIME_DONT_FAKE_MONOTONIC="1")
+        env = faketime_env(skew, env)
     env.update(extra)
     return env
 

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from schedobs.testing import HttpOtlpReceiver
+from schedobs.testing import HttpOtlpReceiver, find_libfaketime
 
 from ..._prometheus_server import poll
 from ..._redis_server import RedisServer
-from ._cluster import FAKETIME_LIB, Worker, publish, sample_value
+from ._cluster import Worker, publish, sample_value
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not FAKETIME_LIB.exists(), reason="libfaketime: `make test` installs it"),
+    pytest.mark.skipif(not find_libfaketime(), reason="libfaketime: `make test` installs it"),
 ]
 
 APP = "tests.adapters.celery._app"
@@ -53,7 +53,9 @@ def workers(
     otlp = {"SCHEDOBS_TEST_OTLP": spans.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
     started: dict[str, Worker] = {}
     try:
-        started["ahead"] = Worker(workdir, broker, "ahead", skew=AHEAD_SKEW, **otlp)
+        # One process per broker reports the broker's queue lengths: this one.
+        started["ahead"] = Worker(workdir, broker, "ahead", skew=AHEAD_SKEW, **otlp,
+                                  SCHEDOBS_TEST_BROKER_QUEUES="work")  # fmt: skip
         started["behind"] = Worker(workdir, broker, "behind", skew=BEHIND_SKEW, **otlp)
         yield started
     finally:
@@ -342,3 +344,53 @@ def _hostname() -> str:
     import socket
 
     return socket.gethostname()
+
+
+def _doc_queries() -> list[str]:
+    """The PromQL expressions of docs/celery.md, one per paragraph of its ``promql`` block."""
+    import re
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "celery.md").read_text()
+    block = re.search(r"```promql\n(.*?)```", text, re.S)
+    assert block, "docs/celery.md has no promql block"
+    queries: list[str] = []
+    current: list[str] = []
+    for line in block.group(1).splitlines():
+        if line.startswith("#") or not line.strip():
+            if current:
+                queries.append(" ".join(current))
+                current = []
+            continue
+        if current and not line.startswith(" "):
+            queries.append(" ".join(current))  # a new expression on the next line
+            current = []
+        current.append(line.strip())
+    if current:
+        queries.append(" ".join(current))
+    return queries
+
+
+def test_the_documented_promql_runs_on_the_real_prometheus(
+    broker: str, workers: dict[str, Worker], prometheus_server: Any
+) -> None:
+    """Every query in docs/celery.md, against Debian's Prometheus scraping both workers while
+    tasks (some with an ETA, so some unresolved) run: each returns data."""
+    import math
+
+    queries = _doc_queries()
+    assert len(queries) >= 7
+    prometheus_server.scrape(*(f"127.0.0.1:{w.port}" for w in workers.values()))
+    poll(lambda: prometheus_server.value("count(up == 1)") == 2 or None, 20.0, "both targets up")
+    time.sleep(1.0)  # a scrape before the tasks, so that rate() sees them arrive
+    publish(broker, [{"task": f"{APP}.add", "args": [5, 5], "count": 60},
+                     {"task": f"{APP}.add", "args": [6, 6], "count": 10, "countdown": 0.5},
+                     {"task": f"{APP}.flaky", "args": [1], "count": 2}], PRODUCER_SKEW)  # fmt: skip
+    time.sleep(2.5)  # ETA tasks run, and Prometheus scrapes a few more times
+
+    def answers(query: str) -> list[dict[str, Any]] | None:
+        result = prometheus_server.query(query)
+        finite = [r for r in result if math.isfinite(float(r["value"][1]))]
+        return finite or None
+
+    for query in queries:
+        poll(lambda q=query: answers(q), 20.0, f"data for {query}")

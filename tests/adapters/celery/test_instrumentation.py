@@ -4,7 +4,9 @@ lengths against Debian's redis-server, and the relay from forked pool children."
 from __future__ import annotations
 
 import logging
+import marshal
 import os
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -119,10 +121,50 @@ def test_install_is_idempotent_and_uninstall_disconnects(app: Celery) -> None:
     assert headers == {}
 
 
+def _fork_senders(relay: Relay, children: int, records: int) -> None:
+    """Fork ``children`` processes that each send ``records`` records, and wait for them."""
+    pids = []
+    for i in range(children):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            relay.after_fork_in_child()
+            ok = all(relay.send(("start", f"task-{i}-{n}", n, None)) for n in range(records))
+            os._exit(0 if ok and relay.in_child() else 1)
+        pids.append(pid)
+    for pid in pids:
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_the_relay_is_read_in_the_workers_event_loop() -> None:
+    """The prefork worker's main process runs kombu's Hub; the relay is one more reader in
+    it (no thread of ours to fight the loop for the GIL)."""
+    from kombu.asynchronous import Hub
+
+    received: list[tuple[Any, ...]] = []
+    relay = Relay(received.append)
+    relay.open()
+    hub = Hub()
+    threads_before = threading.active_count()
+    try:
+        relay.attach(hub)
+        _fork_senders(relay, children=3, records=400)
+        deadline = time.monotonic() + 10
+        while len(received) < 1200 and time.monotonic() < deadline:
+            hub.run_once()
+        assert not relay.in_child() and threading.active_count() == threads_before
+    finally:
+        relay.close()
+        hub.close()
+    assert len({r[1] for r in received}) == 1200
+
+
 def test_the_relay_carries_records_from_forked_children() -> None:
     received: list[tuple[Any, ...]] = []
     relay = Relay(received.append)
     relay.open()
+    relay.start_thread()  # a worker without an event loop
     try:
         children = []
         for i in range(4):
@@ -142,6 +184,31 @@ def test_the_relay_carries_records_from_forked_children() -> None:
     assert len(received) == 200 and len({r[1] for r in received}) == 200
 
 
+def test_a_child_that_cannot_write_in_time_counts_and_says_so_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from schedobs.adapters._celery import _relay
+
+    monkeypatch.setattr(_relay, "SEND_TIMEOUT_S", 0.05)
+    relay = Relay(lambda record: time.sleep(60))  # a main process that stopped reading
+    relay.open()
+    relay.start_thread()
+    try:
+        relay.owner_pid = -1  # as seen from a child
+        payload = ("start", "x" * 3000)
+        with caplog.at_level(logging.ERROR, logger="schedobs"):
+            results = [relay.send(payload) for _ in range(400)]  # > 1 MiB: the pipe fills
+        assert results[0] and not results[-1]
+        assert relay.unsent == results.count(False) > 0
+        assert len([r for r in caplog.records if "could not pass" in r.getMessage()]) == 1
+        assert not relay.send(("start", "y" * 5000))  # too long to be atomic: refused
+    finally:
+        relay.owner_pid = os.getpid()
+        relay._thread = None  # its reader is stuck in the handler on purpose
+        relay._handle = lambda record: None  # close() records what is left: quickly
+        relay.close()
+
+
 def test_a_bad_record_does_not_stop_the_relay(caplog: pytest.LogCaptureFixture) -> None:
     received: list[tuple[Any, ...]] = []
 
@@ -152,12 +219,11 @@ def test_a_bad_record_does_not_stop_the_relay(caplog: pytest.LogCaptureFixture) 
 
     relay = Relay(handle)
     relay.open()
+    relay.start_thread()
     try:
         with caplog.at_level(logging.ERROR, logger="schedobs"):
-            assert relay._sending is not None
-            relay._sending.send(b"not marshal data")
-            relay._sending.send(__import__("marshal").dumps(("boom",)))
-            relay._sending.send(__import__("marshal").dumps(("fine",)))
+            for data in (b"not marshal data", marshal.dumps(("boom",)), marshal.dumps(("fine",))):
+                os.write(relay._write_fd, len(data).to_bytes(2, "big") + data)
             relay.close()
     finally:
         relay.close()

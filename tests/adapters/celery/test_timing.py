@@ -111,3 +111,34 @@ def test_without_an_estimate_the_latency_is_raw_and_unresolved() -> None:
     timing = measure("t", "q", stamp, CorrectedClock(None).read(at_ns=t0 + 4 * MS), 0)
     assert timing.latency_ms == pytest.approx(4.0) and timing.uncorrected_ms == pytest.approx(4.0)
     assert math.isnan(timing.uncertainty_ms) and timing.unresolved == "uncorrected"
+
+
+def test_the_corrected_clock_extends_an_estimate_until_the_estimator_changes() -> None:
+    from schedobs.clock import OffsetEstimator
+
+    t0 = 1_700_000_000 * 10**9
+    estimator = OffsetEstimator()
+    for i in range(20):  # the reference runs 40 ppm fast against us, 5 ms ahead
+        t = t0 + i * 100 * MS
+        offset = 5 * MS + (t - t0) * 40 // 1_000_000
+        estimator.add_sample(t, t + offset + 50_000, t + offset + 50_000, t + 100_000)
+    clock = CorrectedClock(estimator)
+    later = t0 + 2_500 * MS
+    for at in (later, later + 50 * MS, later + 90 * MS):
+        fresh = estimator.estimate(at_ns=at)
+        assert fresh is not None
+        reading = clock.read(at_ns=at)
+        assert abs(reading.offset_ns - fresh.offset_ns) <= 2  # the same line
+        assert reading.sigma_ns == pytest.approx(fresh.uncertainty_ns, rel=0.005)
+    calls = []
+    original = estimator.estimate
+    estimator.estimate = lambda at_ns=None: calls.append(at_ns) or original(at_ns)  # type: ignore[method-assign]
+    clock.read(at_ns=later + 60 * MS)
+    assert calls == []  # extended, not asked
+    estimator.add_sample(later, later + 10 * MS, later + 10 * MS, later + 100_000)
+    clock.read(at_ns=later + 60 * MS)
+    assert len(calls) == 1  # the estimator changed: asked again
+    clock.read(at_ns=later + 500 * MS)
+    assert len(calls) == 2  # too far from the last estimate: asked again
+    estimator.reset()
+    assert clock.read(at_ns=later).sigma_ns == -1  # a reset is a change too

@@ -26,8 +26,8 @@ everything happens in one process and nothing is relayed.
 from __future__ import annotations
 
 import logging
-import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -56,7 +56,7 @@ from schedobs.contract import (
 )
 
 from ._broker import BrokerQueues
-from ._relay import Record, Relay
+from ._relay import Record, Relay, current_pid
 from ._timing import HEADER, ClockSource, CorrectedClock, PublishStamp, Reading, TaskTiming, measure
 
 __all__ = ["CeleryInstrumentation"]
@@ -146,7 +146,8 @@ class CeleryInstrumentation:
         self._on_timing = on_timing
         self._relay = Relay(self._record)
         self._queues: dict[str, _QueueSeries] = {}
-        self._pending: dict[str, tuple[Reading, int]] = {}
+        # task id -> (received reading, its monotonic time, the decoded stamp), oldest first
+        self._pending: OrderedDict[str, tuple[Reading, int, PublishStamp | None]] = OrderedDict()
         self._rejections: dict[tuple[str, str], RejectionCounter] = {}
         self._broker = None if not queues else BrokerQueues(app, queues)
         self._reserved_seen: set[str] = set()
@@ -205,6 +206,7 @@ class CeleryInstrumentation:
             (signals.task_unknown, self._on_unknown),
             (signals.task_revoked, self._on_revoked),
             (signals.worker_init, self._on_worker_init),
+            (signals.worker_ready, self._on_worker_ready),
             (signals.worker_process_init, self._on_process_init),
             (signals.worker_shutdown, self._on_worker_shutdown),
         ]
@@ -252,6 +254,15 @@ class CeleryInstrumentation:
         self.metrics.register_callback(self._reserved_lengths)
         self._run_last()
 
+    def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:
+        # The pool children relay through a pipe that the main process reads in its
+        # own event loop (no thread of ours to fight the loop for the GIL).
+        hub = getattr(sender, "hub", None)
+        if hub is not None and callable(getattr(hub, "add_reader", None)):
+            self._relay.attach(hub)
+        else:
+            self._relay.start_thread()
+
     def _on_worker_shutdown(self, **_: Any) -> None:
         self._relay.close()  # records already sent by the children are recorded first
 
@@ -266,9 +277,9 @@ class CeleryInstrumentation:
             series.broker.observe_signed((now.corrected_ns - stamp.corrected_ns) / 1e6)
         pending = self._pending
         if len(pending) >= MAX_PENDING:
-            del pending[next(iter(pending))]
+            pending.popitem(last=False)  # the oldest: O(1), however many came and went
             self.evicted += 1
-        pending[request.id] = (now, monotonic)
+        pending[request.id] = (now, monotonic, stamp)
 
     def _on_rejected(self, message: Any = None, **_: Any) -> None:
         self._reject("invalid_message", getattr(message, "delivery_info", None))
@@ -335,7 +346,7 @@ class CeleryInstrumentation:
 
     @staticmethod
     def _pid() -> int:
-        return os.getpid()
+        return current_pid()
 
     def _deliver(self, record: Record) -> None:
         if self._relay.in_child():
@@ -362,9 +373,14 @@ class CeleryInstrumentation:
         trace_id: int,
         span_id: int,
     ) -> None:
-        received = self._pending.pop(task_id, None)
+        pending = self._pending.pop(task_id, None)
         series = self._series(queue)
-        stamp = PublishStamp.decode(stamp_value)
+        received: tuple[Reading, int] | None = None
+        stamp: PublishStamp | None = None
+        if pending is not None:
+            received, stamp = (pending[0], pending[1]), pending[2]  # decoded on receipt
+        if stamp is None:
+            stamp = PublishStamp.decode(stamp_value)
         if stamp is None:
             self.unstamped += 1
             self._complain_once("unstamped", "tasks arrive without schedobs' publish stamp: "

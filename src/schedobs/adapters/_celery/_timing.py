@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
 
 from schedobs.clock import ClockEstimate
 
@@ -42,8 +41,7 @@ class ClockSource(Protocol):
     def estimate(self, at_ns: int | None = None) -> ClockEstimate | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """One reading of this host's wall clock with its correction."""
 
     raw_ns: int
@@ -57,25 +55,48 @@ class Reading:
 
 
 class CorrectedClock:
-    """This host's wall clock, corrected by a clock estimator when there is one."""
+    """This host's wall clock, corrected by a clock estimator when there is one.
+
+    Between two changes of the estimator (its ``version``: a sample, a reset)
+    its estimate is one line in time, so a reading within ``REUSE_NS`` of the
+    last computed one extends that line instead of asking again: a worker's
+    main process reads the clock twice per task, and an estimate costs a lock
+    and ~2 µs.  Over such a span the uncertainty, which grows with the distance
+    from the last sample, grows by a fraction of a percent; it is reused as it is.
+    """
+
+    #: How far from a computed estimate a reading may extend its line.
+    REUSE_NS = 100_000_000
 
     def __init__(
         self, source: ClockSource | None = None, clock_ns: Callable[[], int] = time.time_ns
     ) -> None:
         self.source = source
         self._clock = clock_ns
+        self._last: tuple[object, ClockEstimate] | None = None
 
     def read(self, at_ns: int | None = None) -> Reading:
         """The wall clock now (or at ``at_ns``, a reading of the same clock), corrected."""
         raw = self._clock() if at_ns is None else at_ns
-        estimate = None if self.source is None else self.source.estimate(at_ns=raw)
-        if estimate is None:
+        source = self.source
+        if source is None:
             return Reading(raw, 0, -1)
-        return Reading(raw, estimate.offset_ns, estimate.uncertainty_ns)
+        version = getattr(source, "version", None)
+        last = self._last
+        if last is not None and version is not None and last[0] == version:
+            estimate = last[1]
+            if abs(raw - estimate.at_ns) <= self.REUSE_NS:
+                drift = round(estimate.freq_ppm * (raw - estimate.at_ns) / 1e6)
+                return Reading(raw, estimate.offset_ns + drift, estimate.uncertainty_ns)
+        fresh = source.estimate(at_ns=raw)
+        if fresh is None:
+            return Reading(raw, 0, -1)
+        if version is not None:
+            self._last = (version, fresh)
+        return Reading(raw, fresh.offset_ns, fresh.uncertainty_ns)
 
 
-@dataclass(frozen=True, slots=True)
-class PublishStamp:
+class PublishStamp(NamedTuple):
     """When a task was published, on the producer's clock and corrected.
 
     In the message it is a list of three integers (~40 bytes as JSON):
@@ -120,20 +141,27 @@ class PublishStamp:
     @classmethod
     def decode(cls, value: object) -> PublishStamp | None:
         """The stamp in a message header, or ``None`` if absent or not one of ours."""
-        if not isinstance(value, (list, tuple)) or len(value) not in (3, 5):
+        # Once per task in a worker: plain type checks, no generators.
+        if type(value) is not list and type(value) is not tuple:
             return None
-        if any(type(v) is not int for v in value):
+        fields: Sequence[object] = value
+        size = len(fields)
+        if size != 3 and size != 5:
             return None
-        raw, offset, sigma = value[0], value[1], value[2]
-        if raw <= 0 or sigma < -1 or (len(value) == 5 and value[4] < -1):
+        raw, offset, sigma = fields[0], fields[1], fields[2]
+        if type(raw) is not int or type(offset) is not int or type(sigma) is not int:
             return None
-        if len(value) == 3:
+        if raw <= 0 or sigma < -1:
+            return None
+        if size == 3:
             return cls(raw, offset, sigma)
-        return cls(raw, offset, sigma, value[3], value[4])
+        eta, eta_sigma = fields[3], fields[4]
+        if type(eta) is not int or type(eta_sigma) is not int or eta_sigma < -1:
+            return None
+        return cls(raw, offset, sigma, eta, eta_sigma)
 
 
-@dataclass(frozen=True, slots=True)
-class TaskTiming:
+class TaskTiming(NamedTuple):
     """How long one task waited, publish (or ETA) to start, on corrected clocks.
 
     Given to ``CeleryInstrumentation(on_timing=...)`` for every task started;

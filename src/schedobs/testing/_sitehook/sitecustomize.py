@@ -1,12 +1,12 @@
-"""Test-only start-up hook for processes run under libfaketime (``LD_PRELOAD``).
+"""A start-up hook for processes run under libfaketime (``LD_PRELOAD``).
 
 Debian 12's libfaketime 0.9.10 makes every ``time.sleep()`` fail with EINVAL
 under ``FAKETIME_DONT_FAKE_MONOTONIC=1`` on Python 3.11: CPython sleeps with
 ``clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, …)`` and the library
 mishandles it.  Celery sleeps in places (result polling, prefork shutdown),
 so such a process sleeps through ``select()`` instead, which libfaketime
-leaves alone.  The tests put this directory on ``PYTHONPATH`` of those
-processes only; nothing in schedobs depends on it.
+leaves alone.  :func:`schedobs.testing.faketime_env` puts this directory on
+``PYTHONPATH`` of those processes only; nothing else in schedobs depends on it.
 """
 
 from __future__ import annotations
@@ -26,4 +26,4 @@ if os.environ.get("FAKETIME") and "faketime" in os.environ.get("LD_PRELOAD", "")
         while (left := deadline - _monotonic()) > 0:
             select.select([], [], [], left)
 
-    time.sleep = _sleep
+    time.sleep = _sleep  # type: ignore[assignment]
