@@ -76,11 +76,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks examples fuzz
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/bench_recording.py
 	$(BIN)/python benchmarks/bench_runtime.py
 	$(BIN)/python benchmarks/bench_clock.py
 	$(BIN)/python benchmarks/bench_tenancy.py
+	$(BIN)/python benchmarks/bench_celery.py
 
 soak: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m slow --timeout=3600 -s $(PYTEST_ARGS)

@@ -178,7 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer tasks and rounds")
     args = parser.parse_args()
-    rounds = 1 if args.quick else 7
+    rounds = 1 if args.quick else 9
     workloads = {"sleep_1ms": 200 if args.quick else 3000, "empty": 300 if args.quick else 5000}
     with tempfile.TemporaryDirectory() as tmp:
         redis = Redis(Path(tmp))

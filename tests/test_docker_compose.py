@@ -63,7 +63,10 @@ def test_ports_agree_across_compose_collector_and_prometheus() -> None:
         for sc in job["static_configs"]
         for t in sc["targets"]
     }
-    assert targets == {"collector:8889", "demo:9464"}
+    assert targets == {"collector:8889", "demo:9464", "celery-zone-a:9465", "celery-zone-b:9466"}
+    for worker, port in (("celery-zone-a", 9465), ("celery-zone-b", 9466)):
+        assert f"--prometheus 0.0.0.0:{port}" in compose[worker]["command"]
+        assert compose[worker]["environment"]["SCHEDOBS_BROKER"] == "redis://redis:6379/0"
     assert "9464:9464" in compose["demo"]["ports"]
 
 

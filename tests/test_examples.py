@@ -34,3 +34,31 @@ def test_multi_tenant_example_runs() -> None:
     )  # fmt: skip
     assert re.search(r"gold\s+completed\s+\d+", out.stdout), out.stdout + out.stderr
     assert "refused" in out.stdout
+
+
+def test_the_celery_example_runs_two_skewed_zones_and_corrects_them() -> None:
+    """examples/celery/run.py local: redis-server, two workers 120 ms ahead and 80 ms behind,
+    a producer 35 ms ahead (libfaketime); the raw clocks show the skew, the corrected don't."""
+    import pytest
+
+    from schedobs.testing import find_libfaketime
+
+    if find_libfaketime() is None:
+        pytest.skip("libfaketime is installed by `make test`")
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "celery" / "run.py"), "local", "--tasks", "120"],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = {
+        m.group(1): (float(m.group(2)), float(m.group(3)), float(m.group(4)))
+        for m in re.finditer(
+            r"^(zone-[ab])\s+\d+\s+(-?[\d.]+) ms\s+(-?[\d.]+) ms\s+([\d.]+) ms", out.stdout, re.M
+        )
+    }
+    assert set(rows) == {"zone-a", "zone-b"}, out.stdout
+    raw_a, corrected_a, _ = rows["zone-a"]
+    raw_b, corrected_b, _ = rows["zone-b"]
+    assert 80 < raw_a < 100 and -120 < raw_b < -100  # +85 ms and -115 ms of skew
+    assert 0 < corrected_a < 20 and 0 < corrected_b < 20
+    assert out.stdout.count("contract check: conforms") == 2

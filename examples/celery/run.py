@@ -71,9 +71,10 @@ def producer(args: argparse.Namespace) -> int:
     import tasks
 
     deadline = time.monotonic() + 30
-    while tasks.telemetry.clock.estimator.estimate() is None:  # type: ignore[union-attr]
+    estimator = tasks.telemetry.clock.estimator  # type: ignore[union-attr]
+    while not _settled(estimator.estimate()):
         if time.monotonic() > deadline:
-            print("no clock estimate from the broker in 30 s", file=sys.stderr)
+            print("no settled clock estimate from the broker in 30 s", file=sys.stderr)
             return 1
         time.sleep(0.05)
     for i in range(args.tasks):
@@ -85,6 +86,23 @@ def producer(args: argparse.Namespace) -> int:
     print(f"published {args.tasks} tasks")
     tasks.telemetry.shutdown(timeout=5)
     return 0
+
+
+# A fresh clock estimate is honest but wide (a lone sample is only bounded by half its
+# round trip); the example waits for each process to settle below this before it runs,
+# so that its numbers show the steady state.
+_SETTLED_NS = 200_000
+
+
+def _settled(estimate: Any) -> bool:
+    return estimate is not None and estimate.samples >= 5 and estimate.uncertainty_ns < _SETTLED_NS
+
+
+def _uncertainty_ns(text: str) -> float:
+    for line in text.splitlines():
+        if line.startswith("clock_offset_uncertainty_nanoseconds"):
+            return float(line.rsplit(" ", 1)[1])
+    return float("inf")
 
 
 def _free_port() -> int:
@@ -116,7 +134,7 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
 
     cumulative = [count for _, count in sorted(buckets)]
     counts = [int(b - a) for a, b in zip([0.0, *cumulative[:-1]], cumulative, strict=True)]
-    return float(estimate_quantile(LATENCY_BOUNDARIES_MS, counts, q))
+    return float(estimate_quantile(q, LATENCY_BOUNDARIES_MS, counts))
 
 
 def local(args: argparse.Namespace) -> int:
@@ -156,7 +174,8 @@ def local(args: argparse.Namespace) -> int:
                 )  # fmt: skip
                 workers[zone] = (proc, port, timings)
             for zone, (_, port, _) in workers.items():
-                _wait(lambda p=port: "clock_probes_total" in _scrape(p), 60, f"{zone} ready")
+                _wait(lambda p=port: _uncertainty_ns(_scrape(p)) < _SETTLED_NS, 60,
+                      f"{zone} ready, its clock settled")  # fmt: skip
             print(f"broker and reference clock: {broker}; workers: "
                   + ", ".join(f"{z} ({ZONES[z]} s)" for z in ZONES)
                   + f"; producer ({PRODUCER_SKEW} s)")  # fmt: skip
@@ -164,6 +183,8 @@ def local(args: argparse.Namespace) -> int:
             _wait(lambda: sum(len(_lines(t)) for _, _, t in workers.values()) >= args.tasks,
                   120, "every task started")  # fmt: skip
             time.sleep(0.5)
+            if os.environ.get("SCHEDOBS_EXAMPLE_KEEP"):
+                shutil.copytree(tmp, os.environ["SCHEDOBS_EXAMPLE_KEEP"], dirs_exist_ok=True)
             return _summary(workers)
         finally:
             for proc, _, _ in workers.values():

@@ -10,7 +10,6 @@ from schedobs.adapters._celery._timing import (
     CorrectedClock,
     PublishStamp,
     Reading,
-    classify,
     measure,
 )
 from schedobs.clock import ClockEstimate
@@ -57,7 +56,7 @@ def test_both_corrections_cancel_both_skews() -> None:
 def test_eta_tasks_count_from_their_eta_and_the_split_follows() -> None:
     t0 = 1_700_000_000 * 10**9
     stamp = PublishStamp(t0, 0, 1_000, eta_ns=t0 + 2_000 * MS, eta_sigma_ns=4_000)
-    received = (Reading(t0 + 1 * MS, 0, 1_000), 10 * MS)
+    received = (t0 + 1 * MS, 10 * MS)
     # Started 3 ms after its ETA on the worker's clock (monotonic 10 ms + 2002 ms).
     start = Reading(t0 + 2_003 * MS, 0, 1_000)
     timing = measure("t", "q", stamp, start, 2_012 * MS, received)
@@ -80,7 +79,7 @@ def test_a_worker_that_fires_an_eta_task_early_reports_a_negative_latency() -> N
 def test_reserved_time_comes_from_the_workers_monotonic_clock() -> None:
     t0 = 1_700_000_000 * 10**9
     stamp = PublishStamp(t0, 0, 1_000)
-    received = (Reading(t0 + 2 * MS, 0, 1_000), 100 * MS)
+    received = (t0 + 2 * MS, 100 * MS)
     timing = measure("t", "q", stamp, Reading(t0 + 9 * MS, 0, 1_000), 107 * MS, received)
     assert timing.broker_ms == pytest.approx(2.0)
     assert timing.reserved_ms == pytest.approx(7.0)
@@ -89,19 +88,24 @@ def test_reserved_time_comes_from_the_workers_monotonic_clock() -> None:
 
 
 @pytest.mark.parametrize(
-    ("latency", "uncertainty", "reason"),
+    ("latency_us", "sigma_ns", "reason"),
     [
-        (-0.001, 0.01, "negative"),
-        (-5.0, 0.01, "negative"),
-        (0.0, 0.01, "within_uncertainty"),
-        (0.009, 0.01, "within_uncertainty"),
-        (0.01, 0.01, None),
-        (3.0, math.nan, "uncorrected"),
-        (-3.0, math.nan, "uncorrected"),
+        (-1, 1_000, "negative"),  # 3σ = 4.24 µs from two σ of 1 µs
+        (-5_000, 1_000, "negative"),
+        (0, 1_000, "within_uncertainty"),
+        (4, 1_000, "within_uncertainty"),
+        (5, 1_000, None),
+        (3_000, -1, "uncorrected"),
+        (-3_000, -1, "uncorrected"),
     ],
 )
-def test_classification(latency: float, uncertainty: float, reason: str | None) -> None:
-    assert classify(latency, uncertainty) == reason
+def test_classification(latency_us: int, sigma_ns: int, reason: str | None) -> None:
+    t0 = 1_700_000_000 * 10**9
+    stamp = PublishStamp(t0, 0, sigma_ns)
+    timing = measure("t", "q", stamp, Reading(t0 + latency_us * 1_000, 0, 1_000), 0)
+    assert timing.unresolved == reason
+    if sigma_ns > 0:
+        assert timing.uncertainty_ms == pytest.approx(3 * math.hypot(sigma_ns, 1_000) / 1e6)
 
 
 def test_without_an_estimate_the_latency_is_raw_and_unresolved() -> None:
@@ -142,3 +146,15 @@ def test_the_corrected_clock_extends_an_estimate_until_the_estimator_changes() -
     assert len(calls) == 2  # too far from the last estimate: asked again
     estimator.reset()
     assert clock.read(at_ns=later).sigma_ns == -1  # a reset is a change too
+
+
+def test_the_receipt_is_corrected_along_the_starts_line() -> None:
+    # The worker's correction drifts at 40 ppm; the message arrived 250 ms before the start.
+    t0 = 1_700_000_000 * 10**9
+    stamp = PublishStamp(t0, 0, 1_000)
+    start = Reading(t0 + 260 * MS, -120 * MS, 9_000, freq_ppm=40.0)
+    received = (t0 + 10 * MS, 0)
+    timing = measure("t", "q", stamp, start, 250 * MS, received)
+    # received, corrected: raw + offset + 40 ppm × (−250 ms) = raw − 120 ms − 10 µs
+    assert timing.broker_ms == pytest.approx(10.0 - 120.0 - 0.010)
+    assert timing.reserved_ms == pytest.approx(250.0)  # the monotonic clock: no correction

@@ -8,7 +8,7 @@ So the child sends those facts, and the main process records them::
 
     main process                                    pool child
     ─ pipe() at worker_init ─────── fork ─────────► inherits the writing end
-    ─ event loop: read a batch, record ◄─────────── task_prerun: write(record)
+    ─ event loop timer: read a batch, record ◄───── task_prerun: write(record)
 
 A pipe, because a write of at most ``PIPE_BUF`` bytes is atomic: many
 children write at once without a lock, and a child killed mid-write leaves no
@@ -17,11 +17,12 @@ half record.  (A Unix datagram socket is atomic too, but Linux lets only
 stalled, measured at 13 % of a worker's throughput.)  The pipe holds up to
 1 MiB (``F_SETPIPE_SZ``, within the unprivileged limit).
 
-The main process reads it in its own event loop (kombu's hub, which the
-prefork pool always runs), taking whatever has arrived in one read: a reader
-thread of its own would compete with the loop for the GIL on every task, and
-did, costing 7-8 % of an empty-task worker's throughput.  Without a hub (a
-worker without an event loop) a reader thread does the job.  A child's write waits at most
+The main process drains it on a timer of its own event loop (kombu's hub,
+which the prefork pool always runs), every ``DRAIN_S``, taking whatever has
+arrived in one read: a reader thread of its own would compete with the loop
+for the GIL on every task (it did, costing 7-8 % of an empty-task worker's
+throughput), and a reader in the loop would wake it for every task.  Without
+a hub (a worker without an event loop) a reader thread does the job.  A child's write waits at most
 ``SEND_TIMEOUT_S`` when the main process lags; a record that could not go
 then is counted in the child and logged once (a stuck main process must not
 stall the tasks).
@@ -49,6 +50,8 @@ __all__ = ["Relay", "current_pid"]
 _log = logging.getLogger("schedobs")
 
 SEND_TIMEOUT_S = 1.0
+#: How often the main process takes what the children sent (a pipe holds ~10,000).
+DRAIN_S = 0.02
 _PIPE_BYTES = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux; Python >= 3.10 names it
 _LENGTH = 2  # bytes of the big-endian record length before each record
@@ -79,6 +82,7 @@ class Relay:
         self._write_fd = -1
         self._thread: threading.Thread | None = None
         self._hub: Any = None
+        self._timer: Any = None
         self._buffer = b""
         self._complained = False
         #: The process that opened the relay and records what arrives.
@@ -103,19 +107,24 @@ class Relay:
         self.owner_pid = current_pid()
 
     def attach(self, hub: Any) -> None:
-        """Read in ``hub``'s loop (kombu's ``Hub``: ``add_reader``/``remove_reader``)."""
+        """Drain every ``DRAIN_S`` in ``hub``'s loop (kombu's ``Hub``: ``call_repeatedly``).
+
+        A timer, not a reader of the pipe: a reader would wake the loop for every task;
+        a timer takes whatever arrived in one read.
+        """
         if self._read_fd < 0 or self._hub is not None or self._thread is not None:
             return
         os.set_blocking(self._read_fd, False)
-        hub.add_reader(self._read_fd, self.drain)
+        self._timer = hub.call_repeatedly(DRAIN_S, self.drain)
         self._hub = hub
 
-    def start_thread(self) -> None:
-        """Read on a thread of our own (a worker without an event loop)."""
+    def start_thread(self, tick: Callable[[], None] | None = None, every: float = 0.1) -> None:
+        """Read on a thread of our own (a worker without an event loop); call ``tick``
+        at least every ``every`` seconds there, as a loop's timer would."""
         if self._read_fd < 0 or self._hub is not None or self._thread is not None:
             return
         self._thread = threading.Thread(
-            target=self._read, name="schedobs-celery-relay", daemon=True
+            target=self._read, args=(tick, every), name="schedobs-celery-relay", daemon=True
         )
         self._thread.start()
 
@@ -151,16 +160,17 @@ class Relay:
 
     def _write(self, frame: bytes) -> str | None:
         """Write one frame, waiting at most ``SEND_TIMEOUT_S``; what went wrong, or ``None``."""
-        deadline = time.monotonic() + SEND_TIMEOUT_S
+        deadline = 0.0  # only read the clock if the pipe is full
         while True:
             try:
                 os.write(self._write_fd, frame)  # all or nothing: len(frame) <= PIPE_BUF
                 return None
             except BlockingIOError:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                now = time.monotonic()
+                deadline = deadline or now + SEND_TIMEOUT_S
+                if now >= deadline:
                     return "the worker's main process is not reading"
-                select.select([], [self._write_fd], [], left)
+                select.select([], [self._write_fd], [], deadline - now)
             except OSError as exc:  # the relay was closed
                 return str(exc)
 
@@ -175,14 +185,24 @@ class Relay:
             )
         return False
 
-    def _read(self) -> None:
+    def _read(self, tick: Callable[[], None] | None, every: float) -> None:
         while True:
             try:
+                if tick is not None and not select.select([self._read_fd], [], [], every)[0]:
+                    self._tick(tick)
+                    continue
                 chunk = os.read(self._read_fd, _READ_BYTES)
-            except OSError:
+            except (OSError, ValueError):
                 return  # closed
             if not chunk or self._feed(chunk):
                 return  # every writer is gone, or close() said stop
+
+    @staticmethod
+    def _tick(tick: Callable[[], None]) -> None:
+        try:
+            tick()
+        except Exception:  # the reader must outlive a failing timer
+            _log.exception("schedobs' Celery relay timer failed")
 
     def _feed(self, chunk: bytes) -> bool:
         """Record the whole records in ``chunk`` (after what was left over); ``True`` at
@@ -222,9 +242,9 @@ class Relay:
                              "in the pipe are not recorded")  # fmt: skip
             self._thread.join(timeout=5.0)
         elif self._read_fd >= 0:
-            if self._hub is not None:
+            if self._timer is not None:
                 with contextlib.suppress(Exception):
-                    self._hub.remove_reader(self._read_fd)
+                    self._timer.cancel()
             os.set_blocking(self._read_fd, False)
             self.drain()
         for fd in (self._read_fd, self._write_fd):
