@@ -18,7 +18,10 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
         ("bench_runtime.py", ["go+join vs asyncio gather", "idle runtime CPU", "ideal"]),
         ("bench_clock.py", ["estimator + network", "calibration of σ", "steps of 2 ms", "goals"]),
         ("bench_tenancy.py", ["fairness error", "gold p99 ratio", "cost of a refusal"]),
-        ("bench_celery.py", ["ratio plain/instrumented", "CPU per task", "publish stamp: +"]),
+        (
+            "bench_celery.py",
+            ["ratio plain/instrumented", "CPU per task", "publish stamp: +", "goal"],
+        ),
     ],
 )
 def test_benchmark_runs_and_prints_ratios(script: str, expected: list[str]) -> None:
