@@ -19,6 +19,8 @@ import pytest
 from schedobs.clock import ClockServer
 from schedobs.testing import GrpcOtlpReceiver
 
+from .._prometheus_server import poll
+
 pytestmark = pytest.mark.integration
 
 SERVICE = Path(__file__).resolve().parents[2] / "examples" / "two_zones_service.py"
@@ -46,14 +48,17 @@ def _read(proc, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
             return fields
 
 
-def _run(receiver: GrpcOtlpReceiver, ref: str) -> tuple[list[object], dict[bytes, object]]:
-    server = _start("server", receiver.endpoint, ref, SERVER_OFFSET_NS, SERVER_DRIFT_PPM)
+def _run(
+    receiver: GrpcOtlpReceiver, ref: str, send_to: str | None = None
+) -> tuple[list[object], dict[bytes, object]]:
+    """Run the pair; the spans are read from ``receiver``, which is also where they are
+    sent unless ``send_to`` (a Collector in front of it) is given."""
+    send_to = send_to or receiver.endpoint
+    server = _start("server", send_to, ref, SERVER_OFFSET_NS, SERVER_DRIFT_PPM)
     try:
         _read(server, "SKEW")
         port = _read(server, "PORT")[0]
-        client = _start(
-            "client", receiver.endpoint, ref, CLIENT_OFFSET_NS, 0.0, f"127.0.0.1:{port}"
-        )
+        client = _start("client", send_to, ref, CLIENT_OFFSET_NS, 0.0, f"127.0.0.1:{port}")
         _read(client, "DONE")
         _read(server, "DONE")
         client.communicate(timeout=30)  # also closes the pipes
@@ -63,6 +68,8 @@ def _run(receiver: GrpcOtlpReceiver, ref: str) -> tuple[list[object], dict[bytes
             server.wait(30)
         server.communicate(timeout=30)
     assert server.returncode == 0
+    if send_to != receiver.endpoint:  # a Collector batches before it forwards
+        poll(lambda: _count(receiver) >= 40 or None, 30.0, "40 spans through the collector")
     spans = {}
     for request in receiver.trace_requests:
         for rs in request.resource_spans:
@@ -77,6 +84,36 @@ def _run(receiver: GrpcOtlpReceiver, ref: str) -> tuple[list[object], dict[bytes
     assert len(servers) == 20
     assert len(clients) == 20
     return servers, clients
+
+
+def _count(receiver: GrpcOtlpReceiver) -> int:
+    return sum(
+        len(ss.spans)
+        for request in receiver.trace_requests
+        for rs in request.resource_spans
+        for ss in rs.scope_spans
+    )
+
+
+def check_corrected(servers: list[object], clients: dict[bytes, object]) -> None:
+    """Every span start within its uncertainty of the truth; every server span inside
+    its client span."""
+    # The truth is the unskewed time each process read next to the span's start,
+    # independent of the estimate (a sign error in the correction fails here).
+    for span in [*servers, *clients.values()]:
+        attrs = _attrs(span)
+        real = attrs["e2e.real_start_ns"].int_value  # type: ignore[attr-defined]
+        window = attrs["e2e.real_window_ns"].int_value  # type: ignore[attr-defined]
+        sigma = attrs["clock.uncertainty_ns"].int_value  # type: ignore[attr-defined]
+        error = abs(span.start_time_unix_nano - real)  # type: ignore[attr-defined]
+        # 3σ, plus half the window the real time was read in (a thread switch
+        # between the readings widens it), plus the readings' own cost.
+        assert error <= 3 * sigma + window // 2 + 20_000, (error, sigma, window)
+    for child in servers:
+        parent = clients[child.parent_span_id]  # type: ignore[attr-defined]
+        # Without correction the child would start ~49 ms after its parent ended.
+        assert parent.start_time_unix_nano <= child.start_time_unix_nano  # type: ignore[attr-defined]
+        assert child.end_time_unix_nano <= parent.end_time_unix_nano  # type: ignore[attr-defined]
 
 
 def _attrs(span) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -97,22 +134,7 @@ def test_corrected_rpc_spans_nest_and_match_the_truth(
     grpc_receiver: GrpcOtlpReceiver, reference: str
 ) -> None:
     servers, clients = _run(grpc_receiver, reference)
-    # The truth is the unskewed time each process read next to the span's start,
-    # independent of the estimate (a sign error in the correction fails here).
-    for span in [*servers, *clients.values()]:
-        attrs = _attrs(span)
-        real = attrs["e2e.real_start_ns"].int_value  # type: ignore[attr-defined]
-        window = attrs["e2e.real_window_ns"].int_value  # type: ignore[attr-defined]
-        sigma = attrs["clock.uncertainty_ns"].int_value  # type: ignore[attr-defined]
-        error = abs(span.start_time_unix_nano - real)  # type: ignore[attr-defined]
-        # 3σ, plus half the window the real time was read in (a thread switch
-        # between the readings widens it), plus the readings' own cost.
-        assert error <= 3 * sigma + window // 2 + 20_000, (error, sigma, window)
-    for child in servers:
-        parent = clients[child.parent_span_id]  # type: ignore[attr-defined]
-        # Without correction the child would start ~49 ms after its parent ended.
-        assert parent.start_time_unix_nano <= child.start_time_unix_nano  # type: ignore[attr-defined]
-        assert child.end_time_unix_nano <= parent.end_time_unix_nano  # type: ignore[attr-defined]
+    check_corrected(servers, clients)
 
 
 def test_without_compensation_the_skew_shows(grpc_receiver: GrpcOtlpReceiver) -> None:

@@ -225,5 +225,7 @@ def test_a_metric_exporter_that_raises_gives_one_line_not_tracebacks(
     lines = [r.getMessage() for r in caplog.records if r.name == "schedobs"]
     assert lines == [
         "metric export to http://127.0.0.1:4318/v1/metrics failed: ConnectionError: "
-        "[Errno 111] Connection refused (further failures are not logged until one succeeds)"
+        "[Errno 111] Connection refused (further failures are counted in "
+        "schedobs.metric_exports.failed, not logged, until one succeeds)"
     ]
+    assert guarded.failed == 4  # the exports; the shutdown is not an export

@@ -27,7 +27,7 @@ __all__ = [
     "prometheus_name",
 ]
 
-CONTRACT_VERSION = "1.5.0"
+CONTRACT_VERSION = "1.6.0"
 
 #: The value that folds everything beyond a cap or outside a closed set.
 OTHER = "_OTHER"
@@ -542,6 +542,20 @@ DROPPED_SPANS = MetricSpec(
     required=False,
 )
 
+#: Self-metric: metric exports that did not reach the collector.
+FAILED_METRIC_EXPORTS = MetricSpec(
+    name="schedobs.metric_exports.failed",
+    instrument=InstrumentKind.COUNTER,
+    unit="{export}",
+    description=(
+        "OTLP metric exports that failed (the collector unreachable, refusing or too slow). "
+        "The contract's metrics are cumulative, so the next successful export carries every "
+        "count; what a failure costs is the points in between. Logged once per outage."
+    ),
+    required_attributes=(),
+    required=False,
+)
+
 CONTRACT = Contract(
     version=CONTRACT_VERSION,
     metrics=(
@@ -553,6 +567,7 @@ CONTRACT = Contract(
         *CLOCK_METRICS,
         DROPPED_OBSERVATIONS,
         DROPPED_SPANS,
+        FAILED_METRIC_EXPORTS,
     ),
     attributes=MappingProxyType(
         {spec.key: spec for spec in _ATTRIBUTES}

@@ -361,6 +361,7 @@ def _start(
         started.append(endpoint.close)
 
     readers: list[MetricReader] = list(metric_readers)
+    guarded: GuardedMetricExporter | None = None
     span_exporter: SpanExporter | None = None
     accounting: SpanAccounting | None = None
     if settings.traces is not None:
@@ -374,7 +375,8 @@ def _start(
         metric_exporter: MetricExporter = _exporter("metrics", settings.metrics)
         if timestamp_rewriter is not None:
             metric_exporter = RewritingMetricExporter(metric_exporter, timestamp_rewriter)
-        metric_exporter = GuardedMetricExporter(metric_exporter, settings.metrics.endpoint)
+        guarded = GuardedMetricExporter(metric_exporter, settings.metrics.endpoint)
+        metric_exporter = guarded
         periodic = PeriodicExportingMetricReader(
             metric_exporter,
             export_interval_millis=settings.export_interval_s * 1000.0,
@@ -406,6 +408,8 @@ def _start(
         started.append(clock.close)
     if accounting is not None:
         accounting.register_metrics(meter_provider)
+    if guarded is not None:
+        guarded.register_metrics(meter_provider)
     tracer_provider = TracerProvider(resource=resource)
     started.append(tracer_provider.shutdown)
     if span_exporter is not None and accounting is not None:

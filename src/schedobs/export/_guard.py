@@ -1,4 +1,4 @@
-"""One clear line, not a traceback, when the metric exporter itself raises.
+"""Failed metric exports: counted, and one clear line instead of a traceback.
 
 The SDK's ``PeriodicExportingMetricReader`` logs any exception out of
 ``export()`` with its full traceback, at every interval and again at
@@ -6,15 +6,22 @@ shutdown.  An exporter that raises instead of returning ``FAILURE`` (a
 connection error some exporter releases let through, a collector that is
 gone at shutdown) is an operational condition, not a bug in the caller: this
 wrapper turns it into ``FAILURE`` and one warning line naming the endpoint
-and the error, then stays quiet until an export succeeds again.
+and the error, then stays quiet until an export succeeds again.  Every failed
+export, raised or returned (the OTLP exporter returns ``FAILURE`` once its
+retries run out), is counted in ``schedobs.metric_exports.failed``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+
+from schedobs.contract import FAILED_METRIC_EXPORTS
 
 from ._sdk import preferences
 
@@ -33,15 +40,38 @@ class GuardedMetricExporter(MetricExporter):
         self._failing = False
         #: Exports that raised (and were turned into FAILURE).
         self.errors = 0
+        #: Exports that failed, raised or returned (``schedobs.metric_exports.failed``).
+        self.failed = 0
+        self._closing = False
 
-    def _fail(self, what: str, exc: Exception) -> None:
-        self.errors += 1
-        if not self._failing:
+    def _fail(self, what: str, reason: str) -> None:
+        # Once shutdown began, an export still running is covered by shutdown's own
+        # report (it returns False and says what did not finish): counted, not logged.
+        late_export = self._closing and what == "export"
+        if not self._failing and not late_export:
             self._failing = True
             _log.warning(
-                "metric %s to %s failed: %s: %s (further failures are not logged until one "
-                "succeeds)", what, self._endpoint, type(exc).__name__, exc,
+                "metric %s to %s failed: %s (further failures are counted in "
+                "schedobs.metric_exports.failed, not logged, until one succeeds)",
+                what, self._endpoint, reason,
             )  # fmt: skip
+
+    def _raised(self, what: str, exc: Exception) -> None:
+        self.errors += 1
+        self._fail(what, f"{type(exc).__name__}: {exc}")
+
+    def register_metrics(self, provider: MeterProvider) -> None:
+        """Report :attr:`failed` as ``schedobs.metric_exports.failed``."""
+
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(self.failed)]
+
+        provider.get_meter("schedobs.self").create_observable_counter(
+            FAILED_METRIC_EXPORTS.name,
+            callbacks=[observe],
+            unit=FAILED_METRIC_EXPORTS.unit,
+            description=FAILED_METRIC_EXPORTS.description,
+        )
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -49,21 +79,26 @@ class GuardedMetricExporter(MetricExporter):
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:
-            self._fail("export", exc)
+            self.failed += 1  # one thread exports: the reader's, or shutdown's after it
+            self._raised("export", exc)
             return MetricExportResult.FAILURE
         if result is MetricExportResult.SUCCESS:
             self._failing = False
+        else:
+            self.failed += 1
+            self._fail("export", "the exporter gave up (unreachable, refused or timed out)")
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         try:
             return self._inner.force_flush(timeout_millis=timeout_millis)
         except Exception as exc:
-            self._fail("flush", exc)
+            self._raised("flush", exc)
             return False
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._closing = True
         try:
             self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:
-            self._fail("exporter shutdown", exc)
+            self._raised("exporter shutdown", exc)
