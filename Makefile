@@ -4,6 +4,7 @@
 #   make lint   ruff + mypy (strict for src/)
 #   make bench  benchmarks, printing ratios against baselines measured in the same run
 #   make soak   long tests marked `slow`
+#   make test-compose  the docker-compose example stack, up on a local Docker engine
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
@@ -12,7 +13,8 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint bench soak fuzz system-deps venv clean test-matrix test-otel-range collector
+.PHONY: demo test lint bench soak fuzz system-deps venv clean test-matrix test-otel-range collector \
+	docker-engine compose-images test-compose
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +97,34 @@ bench: $(STAMP) system-deps
 
 soak: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m slow --timeout=3600 -s $(PYTEST_ARGS)
+
+# A Docker engine: Debian's docker.io (20.10), docker-compose 1.29 and debootstrap,
+# installed when missing; dockerd started by hand when none answers (no systemd).
+docker-engine:
+	@missing=""; \
+	command -v dockerd >/dev/null 2>&1 || missing="$$missing docker.io"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	command -v debootstrap >/dev/null 2>&1 || missing="$$missing debootstrap"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "starting dockerd (log: .cache/dockerd.log)"; mkdir -p .cache; \
+	  $(SUDO) setsid dockerd --host unix:///var/run/docker.sock >.cache/dockerd.log 2>&1 < /dev/null & \
+	  for i in $$(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done; \
+	  docker info >/dev/null 2>&1 || { tail -n 20 .cache/dockerd.log; exit 1; }; \
+	fi
+	@docker version --format 'docker engine {{.Server.Version}}'
+
+# Every image of the compose stack, built locally (examples/docker-compose/build-images.sh).
+compose-images: $(STAMP) system-deps $(OTELCOL) docker-engine
+	examples/docker-compose/build-images.sh
+
+# The compose stack comes up, is checked from the host, and is torn down.
+test-compose: compose-images
+	$(BIN)/python -m pytest -m compose tests/compose $(PYTEST_ARGS)
 
 # Coverage-guided fuzzing of the clock-probe parser, where atheris installs (a wheel per CPython).
 fuzz: $(STAMP)

@@ -20,7 +20,8 @@ spans only, for a traces-only backend (Jaeger, Phoenix, Tempo) that would
 answer metric exports with 404 or 405.
 
 ROLE is ``server`` (prints ``PORT n``, serves ``/work`` and ``/quit``) or
-``client`` (calls TARGET's ``/work`` 20 times).  The skew is applied to
+``client`` (calls TARGET's ``/work`` 20 times; the server runs each on an
+instrumented schedobs Runtime, so its latency carries an exemplar).  The skew is applied to
 ``time.time_ns`` before anything imports it, so the whole process — spans,
 metrics and the clock prober — lives on the skewed clock, as a host would.
 Each span carries ``e2e.real_start_ns``, the unskewed time read around its
@@ -57,6 +58,7 @@ import urllib.request  # noqa: E402
 from opentelemetry import propagate, trace  # noqa: E402
 
 import schedobs  # noqa: E402
+from schedobs.runtime import Runtime  # noqa: E402
 
 
 def _arguments() -> argparse.Namespace:
@@ -114,6 +116,9 @@ def main() -> None:
     print(f"SKEW {_start_real} {_start_mono} {OFFSET_NS} {DRIFT}", flush=True)
     if role == "server":
         stop = threading.Event()
+        # The handler's work runs on an instrumented runtime: the task's schedule latency
+        # carries the request span's trace id as an exemplar (a latency bucket leads to it).
+        work = Runtime(procs=2, name="e2e-server", instrument=True, registry=telemetry.registry)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -124,7 +129,7 @@ def main() -> None:
                     ctx = propagate.extract({k.lower(): v for k, v in self.headers.items()})
                     span = start_span("handle", trace.SpanKind.SERVER, context=ctx)
                     with trace.use_span(span, end_on_exit=True):
-                        time.sleep(0.002)
+                        work.submit(time.sleep, 0.002).result(timeout=10)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -139,6 +144,7 @@ def main() -> None:
         print(f"PORT {server.server_address[1]}", flush=True)
         stop.wait(60)
         server.shutdown()
+        work.shutdown()
     else:
         target = args.target
         for _ in range(20):

@@ -148,3 +148,29 @@ def test_report_as_dict(good: str) -> None:
     assert data["ok"] is False
     assert data["violations"][0]["rule"] == "bad-buckets"
     assert data["violations"][0]["series"]["scheduler_name"] == "chk"
+
+
+COLLECTOR_STYLE = """\
+# HELP target_info Target metadata
+# TYPE target_info gauge
+target_info{instance="i-1",job="shop/checkout",cloud_availability_zone="eu-1a"} 1
+# HELP scheduler_queue_length Tasks waiting.
+# TYPE scheduler_queue_length gauge
+scheduler_queue_length{instance="i-1",job="shop/checkout",scheduler_name="w",scheduler_kind="gmp",\
+scheduler_queue="global",service_name="checkout",service_namespace="shop",\
+service_instance_id="i-1",cloud_availability_zone="eu-1a"{extra}} 3
+"""
+
+
+def test_resource_labels_a_collector_copies_onto_series_are_the_producer_s() -> None:
+    """A Collector's Prometheus exporter copies resource attributes onto every series
+    (``resource_constant_labels``): those declared in the producer's ``target_info``
+    (and its identity, which the mapping turns into job/instance) are not contract
+    labels; anything else still is."""
+    assert _rules(COLLECTOR_STYLE.replace("{extra}", "")) == []
+    assert _rules(COLLECTOR_STYLE.replace("{extra}", ',cloud_region="eu-1"')) == [
+        ("unknown-attribute", "scheduler_queue_length")
+    ]
+    # A zone that is not the producer's own is not a copy of its resource.
+    other_zone = COLLECTOR_STYLE.replace('"eu-1a"{extra}', '"eu-1b"')
+    assert _rules(other_zone) == [("unknown-attribute", "scheduler_queue_length")]

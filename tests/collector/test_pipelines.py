@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from schedobs.check import check_prometheus_endpoint
 from schedobs.contract import Registry, disable_exemplars
 from schedobs.export import Telemetry, configure
 from schedobs.runtime import Runtime
@@ -163,6 +164,12 @@ def test_through_the_collector_prometheus_answers_as_on_the_direct_path(
                 f"collector log: {collector.log()[-1500:]})",
             )
             assert got == want
+
+        # The Collector's endpoint passes the contract check (its resource labels are the
+        # producer's, declared in target_info).
+        report = check_prometheus_endpoint(f"http://{exporter}/metrics")
+        assert report.ok, report.render_text()
+        assert report.series["scheduler.schedule.latency"] >= 3
 
         # Exemplars survive the Collector: trace ids of spans that went through it.
         query = (

@@ -23,7 +23,42 @@ _IGNORED_LABEL_PREFIXES = ("otel_scope_",)
 _IGNORED_LABELS = frozenset({"job", "instance"})
 
 
-def _labels(labels: dict[str, str]) -> dict[str, str]:
+#: Resource attributes per (job, instance), read from the exposition's ``target_info``.
+Resources = dict[tuple[str, str], dict[str, str]]
+
+
+def _resources(families: list) -> Resources:  # type: ignore[type-arg]
+    """The resource attributes each producer declared in ``target_info``.
+
+    A Collector's Prometheus exporter (``resource_constant_labels``,
+    ``resource_to_telemetry_conversion``) copies resource attributes onto every
+    series; such a label belongs to the producer, not to the contract, and is
+    recognised by matching its producer's ``target_info`` (or, for the service
+    identity that the OpenTelemetry mapping turns into ``job`` and
+    ``instance``, by matching those).
+    """
+    found: Resources = {}
+    for family in families:
+        if family.name == "target_info":
+            for sample in family.samples:
+                labels = dict(sample.labels)
+                key = (labels.pop("job", ""), labels.pop("instance", ""))
+                found[key] = labels
+    return found
+
+
+def _is_resource_label(key: str, value: str, labels: dict[str, str], resources: Resources) -> bool:
+    job, instance = labels.get("job", ""), labels.get("instance", "")
+    if key == "service_name":
+        return job == value or job.endswith("/" + value)
+    if key == "service_namespace":
+        return job.startswith(value + "/")
+    if key == "service_instance_id":
+        return instance == value
+    return resources.get((job, instance), {}).get(key) == value
+
+
+def _labels(labels: dict[str, str], resources: Resources | None = None) -> dict[str, str]:
     # An empty label value is the same as an absent label in Prometheus; the
     # OTel exporter writes one for every attribute another series of the family has.
     return {
@@ -33,6 +68,7 @@ def _labels(labels: dict[str, str]) -> dict[str, str]:
         and k not in _IGNORED_LABELS
         and not k.startswith(_IGNORED_LABEL_PREFIXES)
         and k != "le"
+        and not (resources is not None and _is_resource_label(k, v, labels, resources))
     }
 
 
@@ -59,6 +95,7 @@ def check_prometheus_text(
     except Exception as exc:  # the parser raises ValueError and friends, with the line
         found.violation("(exposition)", "unparseable", f"not valid Prometheus text: {exc}")
         return found.report(source, contract)
+    resources = _resources(families)
     for family in families:
         exposed = family.name + "_total" if family.type == "counter" else family.name
         if not exposed.startswith(_NAMESPACES):
@@ -83,10 +120,10 @@ def check_prometheus_text(
             continue
         _check_duplicates(family.samples, exposed, found)
         if spec.instrument is InstrumentKind.HISTOGRAM:
-            _check_histogram(family.samples, spec, exposed, contract, key_of, found)
+            _check_histogram(family.samples, spec, exposed, contract, key_of, found, resources)
         else:
             for sample in family.samples:
-                labels = _labels(sample.labels)
+                labels = _labels(sample.labels, resources)
                 _check_labels(spec, exposed, labels, contract, key_of, found)
                 if (sample.value < 0 and not spec.signed) or not math.isfinite(sample.value):
                     found.violation(
@@ -131,13 +168,14 @@ def _check_histogram(
     contract: Contract,
     key_of: dict[str, str],
     found: Findings,
+    resources: Resources,
 ) -> None:
     expected = [*(spec.boundaries or ()), math.inf]
     series: dict[tuple[tuple[str, str], ...], dict[str, object]] = defaultdict(
         lambda: {"buckets": []}
     )
     for sample in samples:
-        labels = _labels(sample.labels)
+        labels = _labels(sample.labels, resources)
         key = tuple(sorted(labels.items()))
         entry = series[key]
         suffix = sample.name[len(exposed) :]
