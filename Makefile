@@ -93,6 +93,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/bench_runtime.py
 	$(BIN)/python benchmarks/bench_clock.py
 	$(BIN)/python benchmarks/bench_tenancy.py
+	$(BIN)/python benchmarks/bench_adapters.py
 	$(BIN)/python benchmarks/bench_celery.py
 
 soak: $(STAMP) system-deps

@@ -48,6 +48,17 @@ def test_readme_tenancy_example_runs(capsys) -> None:  # type: ignore[no-untyped
     assert capsys.readouterr().out.split() == ["3", "['constraint_violation',", "'quota_exceeded']"]
 
 
+def test_readme_adapters_example_runs_as_pasted(capsys) -> None:  # type: ignore[no-untyped-def]
+    """It used to call install() outside a running loop (RuntimeError as pasted)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"ready adapters:\n\n```python\n(.*?)```", readme, re.S)
+    assert match, "README has no adapters example"
+    exec(compile(match.group(1), "README.md", "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out.split() == ["6", "4"]
+
+
 def test_every_test_reliability_md_names_exists() -> None:
     import re
 

@@ -129,7 +129,11 @@ def test_through_the_collector_prometheus_answers_as_on_the_direct_path(
     name = "via-collector-" + protocol.split("/")[0]
     kind = "grpc" if protocol == "grpc" else "http"
     receiver = ports[f"receivers::otlp::protocols::{kind}::endpoint"]
-    telemetry = _configure(name, f"http://{receiver}", protocol, registry)
+    try:
+        telemetry = _configure(name, f"http://{receiver}", protocol, registry)
+    except BaseException:
+        collector.stop()
+        raise
     try:
         host, port = telemetry.prometheus_address or ("", 0)
         direct = f"{host}:{port}"
@@ -219,7 +223,11 @@ def test_remote_write_through_the_collector_answers_as_the_direct_scrape(
     )
     name = "via-remote-write"
     receiver = ports["receivers::otlp::protocols::grpc::endpoint"]
-    telemetry = _configure(name, f"http://{receiver}", "grpc", registry)
+    try:
+        telemetry = _configure(name, f"http://{receiver}", "grpc", registry)
+    except BaseException:
+        collector.stop()
+        raise
     try:
         host, port = telemetry.prometheus_address or ("", 0)
         direct = f"{host}:{port}"

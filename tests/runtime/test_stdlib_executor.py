@@ -5,7 +5,8 @@ The suite is not copied here: it is loaded at run time from Debian's
 
 - as CPython wrote it, with ``ThreadPoolExecutor`` and ``Future`` — the proof
   that this harness runs the tests for real (same selection, same exclusions);
-- with ``Runtime`` as ``executor_type`` and ``RuntimeFuture`` as ``Future``.
+- with ``Runtime`` as ``executor_type`` and ``RuntimeFuture`` as ``Future``;
+- with the thread-pool adapter, ``InstrumentedThreadPoolExecutor``.
 
 Selected: every generic executor, wait, as_completed, shutdown and future test
 (the ``ThreadPool*`` classes that CPython builds from the generic mixins, and
@@ -35,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from schedobs.adapters import InstrumentedThreadPoolExecutor
 from schedobs.runtime import Runtime
 from schedobs.runtime._future import RuntimeFuture
 
@@ -114,6 +116,12 @@ def _prelude(executor: type[cf.Executor]) -> str:
             "from schedobs.runtime import Runtime as _R",
             "_cf.Runtime = _cf.ThreadPoolExecutor = _R",
         ]
+    elif executor is InstrumentedThreadPoolExecutor:
+        lines += [
+            "import concurrent.futures as _cf",
+            "from schedobs.adapters import InstrumentedThreadPoolExecutor as _I",
+            "_cf.InstrumentedThreadPoolExecutor = _cf.ThreadPoolExecutor = _I",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -174,3 +182,6 @@ def _build(executor: type[cf.Executor], future: type[cf.Future[Any]], tag: str) 
 
 _build(cf.ThreadPoolExecutor, cf.Future, "ThreadPoolExecutor")
 _build(Runtime, RuntimeFuture, "Runtime")
+# The adapter is a drop-in too: its own submit path must keep every promise of the
+# standard library's (it queues the standard library's kind of work item).
+_build(InstrumentedThreadPoolExecutor, cf.Future, "InstrumentedThreadPoolExecutor")

@@ -211,13 +211,33 @@ class QueueLengthGauge:
     bad value is logged once and its point is left out of that collection.
     """
 
-    __slots__ = ("_callback", "_complained", "_value", "attributes")
+    __slots__ = ("_callback", "_complained", "_sources", "_value", "attributes")
 
     def __init__(self, attributes: Mapping[str, str]) -> None:
         self.attributes = attributes
         self._value = 0
         self._callback: Callable[[], int] | None = None
         self._complained = False
+        # Several schedulers sharing one name (pools created one per request, say)
+        # each add a source; the series reports their sum.  Replaced whole, never
+        # mutated, so a collection reads a consistent tuple without a lock.
+        self._sources: tuple[Callable[[], int], ...] = ()
+
+    def add_source(self, source: Callable[[], int]) -> Callable[[], None]:
+        """Add ``source()`` to the value read at each collection; returns the call that
+        removes it again (idempotent).  The series reports the sum of its sources."""
+        if not callable(source):
+            raise TypeError(f"source must be callable, got {type(source).__name__}")
+        self._sources = (*self._sources, source)
+
+        def remove() -> None:
+            self._sources = tuple(s for s in self._sources if s is not source)
+
+        self.set_callback(self._sum)
+        return remove
+
+    def _sum(self) -> int:
+        return sum(source() for source in self._sources)
 
     def set(self, value: int) -> None:
         """Set the current number of waiting tasks."""

@@ -66,6 +66,12 @@ class Registry:
             if current is not None and current[0] is member:
                 del self._members[member.name]
 
+    def member(self, name: str) -> Collectable | None:
+        """The scheduler registered as ``name`` in this process, or ``None``."""
+        with self._lock:
+            current = self._members.get(name)
+        return current[0] if current is not None and current[1] == os.getpid() else None
+
     def names(self) -> list[str]:
         """Names of the schedulers registered in this process."""
         pid = os.getpid()

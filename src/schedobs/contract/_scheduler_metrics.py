@@ -51,6 +51,8 @@ DEFAULT_DESTINATION_CAP = 32
 MAX_LABEL_LENGTH = 128
 
 _log = logging.getLogger("schedobs")
+# Makes shared()'s look-up-or-create one step (the registry's own lock is not reentrant).
+_SHARED_LOCK = threading.Lock()
 _Key = tuple[str | None, str | None]
 #: A series of any contract metric: its name and its sorted attribute items.
 _SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -118,8 +120,42 @@ class SchedulerMetrics:
         self._dropped: dict[str, int] = {}
         self._dropped_start = 0
         self._callbacks: list[_Callback] = []
+        self._shared = False
         self._registry = REGISTRY if registry is None else registry
         self._registry.register(self)
+
+    @classmethod
+    def shared(
+        cls, name: str, kind: str = "custom", *, registry: Registry | None = None
+    ) -> SchedulerMetrics:
+        """The metrics of scheduler ``name``, made on first use and shared after.
+
+        For schedulers that come and go under one name — a thread pool made per
+        request, an event loop per ``asyncio.run()`` — and would otherwise each
+        need a unique one: every instance records into the same series (their
+        counts add up; queue lengths given with :meth:`add_queue_length_source`
+        are summed), and the series outlive the instances, so counters never
+        restart while the process runs.  ``ValueError`` if ``name`` is taken by
+        a scheduler of another kind or by one that was not made shared.
+        """
+        target = REGISTRY if registry is None else registry
+        with _SHARED_LOCK:
+            existing = target.member(name)
+            if existing is None:
+                made = cls(name, kind, registry=target)
+                made._shared = True
+                return made
+        if not isinstance(existing, SchedulerMetrics) or not existing._shared:
+            raise ValueError(
+                f"a scheduler named {name!r} is already registered and is not shared; "
+                "give this one another name"
+            )
+        if existing.kind != kind:
+            raise ValueError(
+                f"a scheduler named {name!r} of kind {existing.kind!r} is already registered; "
+                f"one of kind {kind!r} needs another name"
+            )
+        return existing
 
     @property
     def name(self) -> str:
@@ -187,6 +223,14 @@ class SchedulerMetrics:
     ) -> None:
         """Read the length of ``queue`` from ``callback()`` at each collection."""
         self.queue_length(queue, tenant=tenant).set_callback(callback)
+
+    def add_queue_length_source(
+        self, source: Callable[[], int], *, queue: str, tenant: str | None = None
+    ) -> Callable[[], None]:
+        """Add ``source()`` to the length of ``queue`` read at each collection, beside
+        the sources of other instances sharing this scheduler (see :meth:`shared`);
+        returns the call that removes it (when that instance shuts down)."""
+        return self.queue_length(queue, tenant=tenant).add_source(source)
 
     # --- any contract metric ---------------------------------------------------------------
 

@@ -1,0 +1,146 @@
+"""What the adapters cost against the standard library, side by side.
+
+Run: ``make bench`` (or ``python benchmarks/bench_adapters.py [--quick]``).
+
+- ``ThreadPoolExecutor(4)``: N trivial tasks submitted, then every result
+  awaited; the standard library's executor against ``InstrumentedThreadPoolExecutor``.
+- asyncio: N tasks created and gathered; a plain loop against one with
+  ``AsyncioInstrumentation(task_timing=True)`` and one with the default lag probe.
+
+Rounds alternate (baseline, instrumented, baseline…) so that the machine's
+drift falls on both; each figure is the median of the rounds, and the ratio
+is instrumented / baseline, both measured in this run.  Goal (issue #18):
+≤ 1.05 for both adapters on these trivial tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from schedobs.adapters import AsyncioInstrumentation, InstrumentedThreadPoolExecutor
+from schedobs.contract import Registry
+
+GOAL = 1.05
+
+
+def _noop() -> None:
+    return None
+
+
+def pool_round(make: Callable[[], ThreadPoolExecutor], n: int) -> float:
+    with make() as pool:
+        gc.collect()
+        start = time.perf_counter()
+        futures = [pool.submit(_noop) for _ in range(n)]
+        for future in futures:
+            future.result()
+        return time.perf_counter() - start
+
+
+async def _trivial() -> None:
+    return None
+
+
+def asyncio_round(options: dict[str, object] | None, n: int) -> float:
+    async def main() -> float:
+        instrumentation = None
+        if options is not None:
+            instrumentation = AsyncioInstrumentation(registry=Registry(), **options)  # type: ignore[arg-type]
+            instrumentation.install()
+        gc.collect()
+        start = time.perf_counter()
+        await asyncio.gather(*(asyncio.create_task(_trivial()) for _ in range(n)))
+        elapsed = time.perf_counter() - start
+        if instrumentation is not None:
+            instrumentation.uninstall()
+        return elapsed
+
+    return asyncio.run(main())
+
+
+def compare(label: str, baseline: Callable[[], float], measured: Callable[[], float],
+            rounds: int, n: int) -> float:  # fmt: skip
+    base: list[float] = []
+    inst: list[float] = []
+    for _ in range(rounds):
+        base.append(baseline())
+        inst.append(measured())
+    ratio = statistics.median(inst) / statistics.median(base)
+    per_task = (statistics.median(inst) - statistics.median(base)) / n * 1e6
+    b_ms, i_ms = statistics.median(base) * 1e3, statistics.median(inst) * 1e3
+    print(f"  {label}: baseline {b_ms:.0f} ms, instrumented {i_ms:.0f} ms: ratio {ratio:.3f} "
+          f"({per_task:+.2f} µs per task)  rounds {[round(t * 1e3) for t in base]} vs "
+          f"{[round(t * 1e3) for t in inst]}")  # fmt: skip
+    return ratio
+
+
+def pool_path_cpu(rounds: int) -> None:
+    """The thread pool's per-task work without its threads: a work item made and run on
+    this thread, the standard library's against the adapter's (no GIL hand-offs, so
+    the CPU each task adds, without the scheduling noise of five threads on two cores)."""
+    import timeit
+    from concurrent.futures import Future
+    from concurrent.futures import thread as stdlib_thread
+
+    from schedobs.adapters import _thread_pool
+
+    pool = InstrumentedThreadPoolExecutor(1, name="cpu", registry=Registry())
+    pool.shutdown()
+    histogram = pool.metrics.latency(queue="work")
+
+    def stdlib_item() -> None:
+        stdlib_thread._WorkItem(Future(), _noop, (), {}).run()
+
+    def timed_item() -> None:
+        item = _thread_pool._TimedWorkItem(Future(), _noop, (), {})
+        item.latency = histogram
+        item.enqueued = time.perf_counter()
+        item.run()
+
+    base = min(timeit.repeat(stdlib_item, number=50_000, repeat=rounds)) / 50_000 * 1e6
+    ours = min(timeit.repeat(timed_item, number=50_000, repeat=rounds)) / 50_000 * 1e6
+    print(
+        f"  thread pool, one task's item made and run on one thread: stdlib {base:.2f} µs, "
+        f"instrumented {ours:.2f} µs ({ours - base:+.2f} µs per task)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer tasks and rounds (CI)")
+    args = parser.parse_args()
+    n, rounds = (10_000, 3) if args.quick else (100_000, 9)
+    print(f"adapters against the standard library: {n} trivial tasks, {rounds} alternating "
+          "rounds, medians")  # fmt: skip
+    registry = Registry()
+    pool = compare(
+        "ThreadPoolExecutor(4) submit+result",
+        lambda: pool_round(lambda: ThreadPoolExecutor(4), n),
+        lambda: pool_round(lambda: InstrumentedThreadPoolExecutor(4, registry=registry), n),
+        rounds, n,
+    )  # fmt: skip
+    timing = compare(
+        "asyncio create+gather, task_timing=True",
+        lambda: asyncio_round(None, n),
+        lambda: asyncio_round({"task_timing": True}, n),
+        rounds, n,
+    )  # fmt: skip
+    compare(
+        "asyncio create+gather, lag probe (default)",
+        lambda: asyncio_round(None, n),
+        lambda: asyncio_round({}, n),
+        rounds, n,
+    )  # fmt: skip
+    pool_path_cpu(rounds)
+    verdict = "met" if max(pool, timing) <= GOAL else "NOT met"
+    print(f"goal: ratio <= {GOAL} for the thread pool and for task timing: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
