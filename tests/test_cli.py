@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from threading import Thread
 
 import pytest
@@ -195,3 +196,69 @@ def test_the_demo_prints_plain_lines_when_stdout_is_not_a_terminal() -> None:
     assert "\x1b" not in text
     assert text.count("schedobs demo:") >= 3  # a view a second, then the final one
     assert ": exact" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check", "--timeout", "-1", "x"], "argument --timeout: '-1' is not a number of seconds > 0"),
+        (["check", "--timeout", "abc", "x"], "argument --timeout: 'abc' is not a number of seconds"),
+        (["clock", "serve", "--port", "99999"], "argument --port: '99999' is not a port number"),
+        (["clock", "probe", "127.0.0.1:1", "--count", "0"], "argument --count: '0' is not a whole"),
+        (["clock", "probe", "127.0.0.1:1", "--interval", "-2"], "argument --interval: '-2'"),
+        (["demo", "--duration", "nan"], "argument --duration: 'nan' is not a number of seconds"),
+        (["demo", "--duration", "inf"], "argument --duration: 'inf' is not a number of seconds"),
+    ],
+)  # fmt: skip
+def test_a_bad_argument_is_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """These used to be tracebacks (an OverflowError, a ValueError from socket.settimeout)
+    or were accepted (`--count 0` counted a failed probe; `--duration nan` ran)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_check_given_host_port_says_to_give_a_url(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "127.0.0.1:9464"]) == 2
+    assert "give the URL: http://127.0.0.1:9464/metrics" in capsys.readouterr().err
+
+
+def test_check_fails_a_target_without_contract_metrics_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "node.txt"
+    page.write_text("# TYPE node_load1 gauge\nnode_load1 0.2\n")
+    assert main(["check", str(page)]) == 1
+    assert "no-contract-metrics" in capsys.readouterr().out
+    assert main(["check", str(page), "--allow-empty"]) == 0
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_the_demo_drains_on_sigterm_as_on_ctrl_c(sig: str) -> None:
+    """docker stop / systemd send SIGTERM: the demo used to die with status 143 and no
+    summary."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "schedobs", "demo", "--duration", "0", "--headless",
+         "--prometheus", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("Prometheus endpoint:")
+        time.sleep(2.0)  # some load accepted, some running
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    assert "; draining" in out and ": exact" in out
+    assert "Traceback" not in err

@@ -4,12 +4,41 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from schedobs._version import __version__
 
 __all__ = ["main"]
+
+
+# --- argument types: a bad value is one argparse line and exit status 2 -------------------
+
+
+def _number(
+    kind: Callable[[str], float], what: str, accept: Callable[[float], bool]
+) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its message
+    return parse
+
+
+_positive_seconds = _number(float, "a number of seconds > 0", lambda v: math.isfinite(v) and v > 0)
+_seconds_or_zero = _number(float, "a number of seconds >= 0", lambda v: math.isfinite(v) and v >= 0)
+_positive_count = _number(int, "a whole number >= 1", lambda v: v >= 1)
+_port = _number(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
+_HOST_PORT = re.compile(r"^[\w.\-]+:\d{1,5}$")
 
 
 def _cmd_contract(args: argparse.Namespace) -> int:
@@ -22,18 +51,30 @@ def _cmd_contract(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from schedobs.check import check_prometheus_endpoint, check_prometheus_text
 
+    options = {"strict": args.strict, "allow_empty": args.allow_empty}
+    target: str = args.target
+    if (
+        target != "-"
+        and not target.startswith(("http://", "https://"))
+        and _HOST_PORT.match(target)
+        and not os.path.exists(target)
+    ):
+        print(
+            f"schedobs check: {target} is neither a file nor a URL; to scrape it, "
+            f"give the URL: http://{target}/metrics",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        if args.target == "-":
-            report = check_prometheus_text(sys.stdin.read(), strict=args.strict, source="stdin")
-        elif args.target.startswith(("http://", "https://")):
-            report = check_prometheus_endpoint(
-                args.target, strict=args.strict, timeout=args.timeout
-            )
+        if target == "-":
+            report = check_prometheus_text(sys.stdin.read(), source="stdin", **options)
+        elif target.startswith(("http://", "https://")):
+            report = check_prometheus_endpoint(target, timeout=args.timeout, **options)
         else:
-            with open(args.target, encoding="utf-8") as fh:
-                report = check_prometheus_text(fh.read(), strict=args.strict, source=args.target)
-    except OSError as exc:
-        print(f"schedobs check: cannot read {args.target}: {exc}", file=sys.stderr)
+            with open(target, encoding="utf-8") as fh:
+                report = check_prometheus_text(fh.read(), source=target, **options)
+    except (OSError, ValueError) as exc:
+        print(f"schedobs check: cannot read {target}: {exc}", file=sys.stderr)
         return 2
     if args.format == "json":
         print(json.dumps(report.as_dict(), indent=2))
@@ -170,19 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="validate a Prometheus exposition against the contract",
         description="Scrape URL (or read a file, or '-' for stdin) and validate it. "
-        "Exit status: 0 conforms, 1 violations, 2 could not read.",
+        "Exit status: 0 conforms, 1 violations (no contract metric at all is one), "
+        "2 could not read.",
     )
     check.add_argument("target", metavar="URL", help="scrape URL, file path, or '-'")
     check.add_argument(
         "--strict", action="store_true", help="absent required metrics are violations"
     )
+    check.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="pass a target that has no contract metric yet (else a violation: wrong port?)",
+    )
     check.add_argument("--format", choices=("text", "json"), default="text")
-    check.add_argument("--timeout", type=float, default=10.0, help="scrape timeout (s)")
+    check.add_argument("--timeout", type=_positive_seconds, default=10.0, help="scrape timeout (s)")
     check.set_defaults(func=_cmd_check)
 
     demo = sub.add_parser("demo", help="run an instrumented scheduler under load")
     demo.add_argument(
-        "--duration", type=float, default=30.0, help="seconds to run (0: until Ctrl-C)"
+        "--duration", type=_seconds_or_zero, default=30.0, help="seconds to run (0: until Ctrl-C)"
     )
     demo.add_argument(
         "--prometheus", default="127.0.0.1:9464", help="scrape endpoint host:port ('none' disables)"
@@ -203,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     clock_sub = clock.add_subparsers(dest="clock_command", required=True)
     serve = clock_sub.add_parser("serve", help="run a reference clock server (UDP)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
-    serve.add_argument("--port", type=int, default=7123)
+    serve.add_argument("--port", type=_port, default=7123)
     serve.add_argument("--key-file", default=None, help="file holding a shared key (>= 16 bytes)")
     serve.set_defaults(func=_cmd_clock_serve)
     probe = clock_sub.add_parser("probe", help="measure this host against a reference server")
@@ -212,10 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="ntp://host[:port] of an NTP server, redis://[:password@]host[:port] of a Redis "
         "server (its TIME), or host:port of schedobs clock serve",
     )
-    probe.add_argument("--count", type=int, default=None, help="probes (default: NTP 4, else 8)")
+    probe.add_argument(
+        "--count", type=_positive_count, default=None, help="probes (default: NTP 4, else 8)"
+    )
     probe.add_argument(
         "--interval",
-        type=float,
+        type=_seconds_or_zero,
         default=None,
         help="seconds between probes (default: NTP 2, else 0)",
     )

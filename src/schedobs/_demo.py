@@ -13,6 +13,7 @@ own endpoint against the contract and prints the totals.
 from __future__ import annotations
 
 import random
+import signal as _signal
 import sys
 import threading
 import time
@@ -166,6 +167,14 @@ class _Screen:
             self._out.flush()
 
 
+class _Terminated(Exception):
+    """SIGTERM arrived: stop the load and drain, as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     """Run the demo; returns the process exit code (0: exact totals, conforming endpoint)."""
     registry = Registry()
@@ -201,6 +210,10 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     started = time.monotonic()
     loader.start()
     screen = _Screen(out) if not options.headless and out.isatty() else None
+    # SIGTERM (docker stop, systemd, kill) drains like Ctrl-C; a second one, during the
+    # drain, ends the process at once (the handler is back to the default by then).
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = _signal.signal(_signal.SIGTERM, _terminate) if in_main else None
     try:
         while options.duration <= 0 or time.monotonic() - started < options.duration:
             time.sleep(1.0)
@@ -210,11 +223,14 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
                     screen.draw(view)
                 else:
                     print(view, file=out, flush=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated) as stop:
         if screen is not None:
             screen.close()
-        print("\ninterrupted; draining", file=out)
+        why = "terminated (SIGTERM)" if isinstance(stop, _Terminated) else "interrupted"
+        print(f"\n{why}; draining", file=out, flush=True)
     finally:
+        if in_main:
+            _signal.signal(_signal.SIGTERM, previous)
         if screen is not None:
             screen.close()
     load.stop.set()

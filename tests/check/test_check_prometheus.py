@@ -128,14 +128,34 @@ def test_unparseable_text() -> None:
 
 
 def test_missing_metrics_are_warnings_unless_strict() -> None:
-    report = check_prometheus_text("other_metric 1\n")
+    report = check_prometheus_text("other_metric 1\n", allow_empty=True)
     assert report.ok
     assert {w.metric for w in report.warnings} == {
         "scheduler_queue_length",
         "scheduler_schedule_latency_milliseconds",
         "scheduler_rejected_tasks_total",
     }
-    assert not check_prometheus_text("other_metric 1\n", strict=True).ok
+    assert not check_prometheus_text("other_metric 1\n", strict=True, allow_empty=True).ok
+
+
+NODE_EXPORTER_PAGE = """\
+# HELP node_load1 1m load average.
+# TYPE node_load1 gauge
+node_load1 0.21
+# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12.5
+"""
+
+
+@pytest.mark.parametrize("text", ["", NODE_EXPORTER_PAGE], ids=["empty page", "node exporter"])
+def test_a_target_with_no_contract_metric_fails_unless_allowed(text: str) -> None:
+    """Pointed at the wrong port, the check used to say "conforms" (three warnings)."""
+    report = check_prometheus_text(text)
+    assert not report.ok
+    assert [(v.rule, v.metric) for v in report.violations] == [("no-contract-metrics", "(output)")]
+    assert "right endpoint" in report.render_text()
+    assert check_prometheus_text(text, allow_empty=True).ok
 
 
 def test_foreign_metrics_are_ignored(good: str) -> None:

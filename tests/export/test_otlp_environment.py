@@ -81,3 +81,23 @@ def test_otel_traces_exporter_none_sends_metrics_only(
             assert receiver.metrics_requests and receiver.trace_requests == []
         finally:
             telemetry.shutdown(timeout=5)
+
+
+def test_otel_sdk_disabled_serves_no_endpoint_and_sends_nothing(
+    env: pytest.MonkeyPatch, registry: Registry
+) -> None:
+    """It used to leave the Prometheus endpoint serving."""
+    with HttpOtlpReceiver() as receiver:
+        env.setenv("OTEL_SDK_DISABLED", "true")
+        env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        telemetry = schedobs.configure(
+            "off", prometheus="127.0.0.1:0", set_global=False, registry=registry
+        )
+        try:
+            SchedulerMetrics("s", registry=registry).reject("queue_full")
+            assert telemetry.prometheus_address is None
+            telemetry.force_flush(timeout=5)
+            assert receiver.metrics_requests == [] and receiver.trace_requests == []
+        finally:
+            telemetry.shutdown(timeout=5)

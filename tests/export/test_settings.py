@@ -197,3 +197,36 @@ def test_bad_settings_are_clear_errors(
 ) -> None:
     with pytest.raises(error, match=match):
         _resolve(env, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "abc", "OTEL_EXPORTER_OTLP_TIMEOUT must be a number"),
+        ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "-3", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT must be"),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "nan", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT must be"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zip", "OTEL_EXPORTER_OTLP_COMPRESSION must be one of"),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "br", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "soon", "OTEL_METRIC_EXPORT_INTERVAL must be a number"),
+        ("OTEL_EXPORTER_PROMETHEUS_PORT", "http", "OTEL_EXPORTER_PROMETHEUS_PORT must be a port"),
+    ],
+)  # fmt: skip
+def test_every_otel_parse_error_names_its_variable(var: str, value: str, message: str) -> None:
+    """OTEL_EXPORTER_OTLP_TIMEOUT=abc failed in the gRPC exporter with "could not convert
+    string to float: 'abc'", naming nothing."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", var: value}
+    with pytest.raises(ValueError, match=message):
+        _resolve(env)
+
+
+def test_exporter_variables_of_a_signal_that_is_off_are_not_read() -> None:
+    env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4317/v1/traces",
+           "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "abc"}  # fmt: skip
+    assert _resolve(env).metrics is None
+
+
+def test_otel_sdk_disabled_turns_off_every_export_and_the_prometheus_endpoint() -> None:
+    env = {"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}
+    settings = _resolve(env, prometheus="127.0.0.1:0")
+    assert (settings.traces, settings.metrics, settings.prometheus) == (None, None, None)
+    assert _resolve({"OTEL_SDK_DISABLED": "false"}, prometheus="127.0.0.1:0").prometheus

@@ -43,8 +43,11 @@ def check_otlp_metrics(
     contract: Contract = CONTRACT,
     strict: bool = False,
     source: str = "OTLP request",
+    allow_empty: bool = False,
 ) -> Report:
     """Validate an OTLP metrics export request (message or serialized bytes).
+
+    A request with no contract metric at all is a violation unless ``allow_empty``.
 
     Checks every metric in the ``scheduler.``/``schedobs.`` namespaces: known
     name, data type (gauge, monotonic sum, histogram), unit, attribute keys and
@@ -73,7 +76,7 @@ def check_otlp_metrics(
                     continue
                 seen.append(metric.name)
                 _check_metric(spec, metric, contract, found)
-    found.missing(contract, seen, strict, "otel")
+    found.missing(contract, seen, strict, "otel", allow_empty)
     return found.report(source, contract)
 
 

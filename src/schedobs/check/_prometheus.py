@@ -77,14 +77,21 @@ def _parse_le(text: str) -> float:
 
 
 def check_prometheus_text(
-    text: str, *, contract: Contract = CONTRACT, strict: bool = False, source: str = "exposition"
+    text: str,
+    *,
+    contract: Contract = CONTRACT,
+    strict: bool = False,
+    source: str = "exposition",
+    allow_empty: bool = False,
 ) -> Report:
     """Validate Prometheus text exposition ``text`` against ``contract``.
 
     Checks every family in the ``scheduler_``/``schedobs_`` namespaces: that it is
     a contract metric (name with the unit suffix), its type, its label keys and
     closed values, its bucket boundaries and histogram consistency, and value
-    ranges.  Absent required metrics are warnings, or violations if ``strict``.
+    ranges.  Absent required metrics are warnings, or violations if ``strict``;
+    an exposition with no contract metric at all (the wrong port, another
+    exporter's page) is a violation unless ``allow_empty``.
     """
     found = Findings()
     by_name = contract.by_prometheus_name()
@@ -130,7 +137,7 @@ def check_prometheus_text(
                         exposed, "bad-value", f"value {sample.value} is not >= 0", labels
                     )
                 found.count_series(spec)
-    found.missing(contract, seen, strict, "prometheus")
+    found.missing(contract, seen, strict, "prometheus", allow_empty)
     return found.report(source, contract)
 
 
@@ -233,7 +240,12 @@ def _fmt(values: list[float]) -> str:
 
 
 def check_prometheus_endpoint(
-    url: str, *, contract: Contract = CONTRACT, strict: bool = False, timeout: float = 10.0
+    url: str,
+    *,
+    contract: Contract = CONTRACT,
+    strict: bool = False,
+    timeout: float = 10.0,
+    allow_empty: bool = False,
 ) -> Report:
     """Scrape ``url`` once and check the exposition (see :func:`check_prometheus_text`).
 
@@ -242,4 +254,6 @@ def check_prometheus_endpoint(
     request = urllib.request.Request(url, headers={"Accept": "text/plain;version=0.0.4"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         text = response.read().decode("utf-8")
-    return check_prometheus_text(text, contract=contract, strict=strict, source=url)
+    return check_prometheus_text(
+        text, contract=contract, strict=strict, source=url, allow_empty=allow_empty
+    )

@@ -41,9 +41,28 @@ class Findings:
     def count_series(self, spec: MetricSpec) -> None:
         self.series[spec.name] = self.series.get(spec.name, 0) + 1
 
-    def missing(self, contract: Contract, seen: Iterable[str], strict: bool, name_of: str) -> None:
-        """Report required metrics that were not seen (``name_of``: 'otel' or 'prometheus')."""
+    def missing(
+        self,
+        contract: Contract,
+        seen: Iterable[str],
+        strict: bool,
+        name_of: str,
+        allow_empty: bool = False,
+    ) -> None:
+        """Report required metrics that were not seen (``name_of``: 'otel' or 'prometheus').
+
+        Output with no contract metric at all is a violation unless ``allow_empty``:
+        pointed at the wrong port (another exporter, an empty page), a check must
+        not pass.
+        """
         seen_set = set(seen)
+        if not seen_set and not allow_empty:
+            self.violation(
+                "(output)",
+                "no-contract-metrics",
+                "no metric of the contract (scheduler_*, clock_*, schedobs_*) is in this output: "
+                "is it the right endpoint? (--allow-empty accepts a target that has none yet)",
+            )
         for spec in contract.metrics:
             name = spec.name if name_of == "otel" else spec.prometheus_name
             if spec.required and name not in seen_set:

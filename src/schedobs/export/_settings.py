@@ -262,6 +262,40 @@ def _prometheus(value: object, env: Mapping[str, str]) -> tuple[str, int] | None
     return parse_host_port("prometheus", value)
 
 
+#: OTEL_* variables the OpenTelemetry exporters read themselves when schedobs builds them;
+#: checked first, so that a bad value is reported with its variable's name (the gRPC
+#: exporter says only "could not convert string to float: 'abc'").
+_OTLP_NUMBERS = ("OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_{SIGNAL}_TIMEOUT")
+_OTLP_COMPRESSION = ("OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_{SIGNAL}_COMPRESSION")
+_COMPRESSIONS = ("gzip", "deflate", "none")
+
+
+def _check_exporter_variables(signals: list[str], env: Mapping[str, str]) -> None:
+    for signal in signals:
+        for template in _OTLP_NUMBERS:
+            var = template.replace("{SIGNAL}", signal.upper())
+            raw = env.get(var, "").strip()
+            if not raw:
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{var} must be a number of seconds, got {raw!r}") from None
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{var} must be a number of seconds > 0, got {raw!r}")
+        for template in _OTLP_COMPRESSION:
+            var = template.replace("{SIGNAL}", signal.upper())
+            raw = env.get(var, "").strip()
+            if raw and raw.lower() not in _COMPRESSIONS:
+                raise ValueError(f"{var} must be one of {', '.join(_COMPRESSIONS)}, got {raw!r}")
+
+
+def sdk_disabled(env: Mapping[str, str] | None = None) -> bool:
+    """``OTEL_SDK_DISABLED=true``: the specification's switch for every signal."""
+    env = os.environ if env is None else env
+    return env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
 def resolve_settings(
     *,
     service_name: object,
@@ -278,11 +312,19 @@ def resolve_settings(
     """Merge arguments with the environment and validate them all."""
     env = os.environ if env is None else env
     endpoint = None if otlp_endpoint is None else _base(_endpoint(otlp_endpoint), "otlp_endpoint")
+    traces = _otlp_signal("traces", endpoint, otlp_protocol, otlp_traces, env)
+    metrics = _otlp_signal("metrics", endpoint, otlp_protocol, otlp_metrics, env)
+    _check_exporter_variables(
+        [signal for signal, on in (("traces", traces), ("metrics", metrics)) if on is not None],
+        env,
+    )
+    disabled = sdk_disabled(env)
     return ExportSettings(
         service_name=_optional_text("service_name", service_name),
         zone=_optional_text("zone", zone),
-        traces=_otlp_signal("traces", endpoint, otlp_protocol, otlp_traces, env),
-        metrics=_otlp_signal("metrics", endpoint, otlp_protocol, otlp_metrics, env),
+        # OTEL_SDK_DISABLED turns every export off, the Prometheus endpoint included.
+        traces=None if disabled else traces,
+        metrics=None if disabled else metrics,
         export_interval_s=_seconds(
             "export_interval", export_interval, "OTEL_METRIC_EXPORT_INTERVAL",
             DEFAULT_EXPORT_INTERVAL_S, env,
@@ -291,5 +333,5 @@ def resolve_settings(
             "export_timeout", export_timeout, "OTEL_METRIC_EXPORT_TIMEOUT",
             DEFAULT_EXPORT_TIMEOUT_S, env,
         ),
-        prometheus=_prometheus(prometheus, env),
+        prometheus=None if disabled else _prometheus(prometheus, env),
     )  # fmt: skip
