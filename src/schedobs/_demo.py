@@ -167,8 +167,8 @@ class _Screen:
             self._out.flush()
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived: stop the load and drain, as on Ctrl-C."""
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop the load and drain, as on Ctrl-C (hence the base class)."""
 
 
 def _terminate(signum: int, frame: object) -> None:
