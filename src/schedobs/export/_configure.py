@@ -149,12 +149,15 @@ def _run_bounded(steps: Mapping[str, Callable[[], Any]], timeout: float, what: s
     against a dead collector, so the bound is enforced here.
     """
     results: dict[str, bool] = {}
+    errors: dict[str, str] = {}
 
     def run(name: str, step: Callable[[], Any]) -> None:
+        # A step that fails is reported in one line, by the caller, if it ended in time;
+        # one that ends after the bound was reported as late already and says no more.
         try:
             outcome = step()
-        except Exception:
-            _log.exception("telemetry %s of %s failed", what, name)
+        except Exception as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"
             outcome = False
         results[name] = outcome is not False
 
@@ -168,7 +171,10 @@ def _run_bounded(steps: Mapping[str, Callable[[], Any]], timeout: float, what: s
     for thread in threads:
         thread.join(max(deadline - time.monotonic(), 0.0))
     late = [n for n in steps if n not in results]
-    failed = [n for n, ok in results.items() if not ok]
+    failed = [n for n, ok in list(results.items()) if not ok]
+    for name in failed:
+        if name in errors:
+            _log.warning("telemetry %s of %s failed: %s", what, name, errors[name])
     if late:
         _log.warning(
             "telemetry %s did not finish within %.1f s for %s; data still pending there "

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import errno
 import inspect
+import socket
+import socketserver
 import threading
 from collections.abc import Callable
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 
 from ._sdk import UnsupportedSdkError
@@ -136,7 +139,7 @@ class PrometheusEndpoint:
         collector = _SerializedCollector(private)
         registry.register(collector)
         try:
-            server, thread = start_http_server(port, addr=host, registry=registry)
+            server, thread = _serve(host, port, registry)
         except OSError as exc:
             hint = (
                 " (address in use: another process serves it; choose another port or "
@@ -167,3 +170,34 @@ class PrometheusEndpoint:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5.0)
+
+
+# The scrape server: prometheus_client's WSGI app on our own server loop, which notices
+# a shutdown request within _POLL_S (prometheus_client's start_http_server polls every
+# 0.5 s, which made Telemetry.shutdown(timeout) overrun its bound by that much).
+_POLL_S = 0.02
+
+
+class _Handler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's name
+        """No access log on stderr for every scrape."""
+
+
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def _serve(
+    host: str, port: int, registry: CollectorRegistry
+) -> tuple[WSGIServer, threading.Thread]:
+    server_class = _Server6 if ":" in host else _Server
+    server = make_server(host, port, make_wsgi_app(registry), server_class, _Handler)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(_POLL_S,), name="schedobs-prometheus", daemon=True
+    )
+    thread.start()
+    return server, thread
