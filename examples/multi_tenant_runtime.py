@@ -1,11 +1,13 @@
 """The GMP runtime serving three tenants, with an elastic processor pool and Prometheus.
 
-Run: ``python examples/multi_tenant_runtime.py [--seconds 5] [--prometheus 127.0.0.1:9464]``
+Run: ``python examples/multi_tenant_runtime.py [--seconds 5] [--prometheus 127.0.0.1:9464]
+[--hold 30]``; scrape the URL it prints first, while it runs and ``--hold`` seconds after.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import schedobs
@@ -25,9 +27,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--prometheus", default="127.0.0.1:9464")
+    parser.add_argument("--hold", type=float, default=30.0, help="seconds to stay up after")
     args = parser.parse_args()
 
     telemetry = schedobs.configure("tenants-example", prometheus=args.prometheus, set_global=False)
+    print(
+        f"scrape {telemetry.prometheus_url} (up until {args.hold:g} s after the work)", flush=True
+    )
     with Runtime(procs=2, name="tenants", instrument=True, registry=telemetry.registry) as rt:
         scaler = Autoscaler(rt, min_procs=1, max_procs=4).start()
         ts = TenantScheduler(
@@ -52,7 +58,9 @@ def main() -> None:
         scaler.close()
         for name, s in sorted(ts.stats().items()):
             print(f"{name:<7} completed {s.completed:>6}  service {s.service_s:6.2f} s")
-        print(f"refused {refused}; scrape {telemetry.prometheus_url}")
+        print(f"refused {refused}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the wait
+            time.sleep(args.hold)  # time to scrape the final figures
     telemetry.shutdown(timeout=5)
 
 

@@ -11,14 +11,35 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def test_instrument_existing_scheduler_runs_and_counts_every_task() -> None:
-    out = subprocess.run(
+    """It says where to scrape before it runs and stays up (--hold) so that the final
+    figures can be scraped; it used to print the URL as it exited."""
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen(
         [sys.executable, str(EXAMPLES / "instrument_existing_scheduler.py"),
-         "--prometheus", "127.0.0.1:0", "--tasks", "5000"],
-        capture_output=True, text=True, timeout=120, check=True,
+         "--prometheus", "127.0.0.1:0", "--tasks", "5000", "--hold", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    match = re.search(r"(\d+) ran, (\d+) refused", out.stdout)
-    assert match, out.stdout + out.stderr
-    assert int(match.group(1)) + int(match.group(2)) == 5000
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        url = re.match(r"scrape (http://\S+/metrics) ", first)
+        assert url, first
+        match = re.search(r"(\d+) ran, (\d+) refused", proc.stdout.readline())
+        assert match
+        ran, refused = int(match.group(1)), int(match.group(2))
+        assert ran + refused == 5000
+        with urllib.request.urlopen(url.group(1), timeout=10) as resp:  # during the hold
+            page = resp.read().decode()
+        count = re.search(r"scheduler_schedule_latency_milliseconds_count\{[^}]*\} (\S+)", page)
+        assert count and float(count.group(1)) == ran
+        proc.send_signal(signal.SIGINT)  # Ctrl-C ends the hold
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
 
 
 def test_the_instrumentation_is_at_most_20_lines() -> None:
@@ -29,7 +50,7 @@ def test_the_instrumentation_is_at_most_20_lines() -> None:
 def test_multi_tenant_example_runs() -> None:
     out = subprocess.run(
         [sys.executable, str(EXAMPLES / "multi_tenant_runtime.py"), "--seconds", "1",
-         "--prometheus", "127.0.0.1:0"],
+         "--prometheus", "127.0.0.1:0", "--hold", "0"],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     assert re.search(r"gold\s+completed\s+\d+", out.stdout), out.stdout + out.stderr

@@ -134,7 +134,9 @@ def test_the_celery_example_reports_through_prometheus(stack: Stack) -> None:
 
 
 def test_every_dashboard_expression_returns_data(stack: Stack) -> None:
-    dashboard = json.loads((COMPOSE_DIR / "grafana" / "dashboards" / "schedobs.json").read_text())
+    dashboard = json.loads(
+        (COMPOSE_DIR.parents[1] / "operations" / "grafana" / "schedobs-dashboard.json").read_text()
+    )
     expressions = [
         (panel["title"], target["expr"].replace("$scheduler", ".+"))
         for panel in dashboard["panels"]
