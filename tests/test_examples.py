@@ -83,3 +83,57 @@ def test_the_celery_example_runs_two_skewed_zones_and_corrects_them() -> None:
     assert 80 < raw_a < 100 and -120 < raw_b < -100  # +85 ms and -115 ms of skew
     assert 0 < corrected_a < 20 and 0 < corrected_b < 20
     assert out.stdout.count("contract check: conforms") == 2
+
+
+def test_the_asyncio_service_reports_every_request_through_the_adapters() -> None:
+    """examples/asyncio_service.py, the service docs/adapters.md describes: 40 requests
+    give 40 pool latencies, 40 default-executor latencies, one task per connection, a
+    conforming endpoint; SIGTERM stops it cleanly."""
+    import signal
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from schedobs.check import check_prometheus_endpoint
+
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "asyncio_service.py"), "--port", "0",
+         "--prometheus", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.match(r"serving (http://\S+/)  scrape (http://\S+/metrics)", line)
+        assert found, line + (proc.stderr.read() if proc.poll() is not None else "")
+        service, scrape = found.groups()
+
+        def get(i: int) -> bytes:
+            with urllib.request.urlopen(f"{service}item/{i}", timeout=10) as resp:
+                return bytes(resp.read())
+
+        with ThreadPoolExecutor(8) as clients:
+            bodies = list(clients.map(get, range(40)))
+        assert all(len(b.split()[0]) == 64 for b in bodies)
+        with urllib.request.urlopen(scrape, timeout=10) as resp:
+            page = resp.read().decode()
+
+        def count(name: str) -> float:
+            m = re.search(
+                r'scheduler_schedule_latency_milliseconds_count\{[^}]*scheduler_name="'
+                + re.escape(name) + r'"[^}]*\} (\S+)', page,
+            )  # fmt: skip
+            assert m, name
+            return float(m.group(1))
+
+        assert count("hashing") == 40
+        assert count("http.executor") == 40
+        assert count("http") >= 40  # one task per connection (and the server's own)
+        report = check_prometheus_endpoint(scrape)
+        assert report.ok, report.render_text()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped" in out
