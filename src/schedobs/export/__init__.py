@@ -4,7 +4,9 @@
 Prometheus scrape endpoint, a ``TracerProvider`` with batch OTLP export, and
 attaches the producer bridge so that pre-aggregated contract metrics appear in
 both outputs identically.  :class:`TimestampRewriter` is the seam where clock
-compensation corrects timestamps before export.
+compensation corrects timestamps before export.  A service whose OpenTelemetry is
+already set up (``opentelemetry-instrument``, its own providers) calls
+:func:`attach_to_provider` instead: the contract leaves through its readers.
 
 Example::
 
@@ -18,6 +20,7 @@ Example::
 
 from ._bridge import SCOPE, attach, to_sdk_metrics
 from ._configure import Telemetry, configure
+from ._existing import attach_to_provider
 from ._rewrite import RewritingMetricExporter, RewritingSpanExporter, TimestampRewriter
 from ._settings import DEFAULT_PROMETHEUS, ExportSettings
 
@@ -30,6 +33,7 @@ __all__ = [
     "Telemetry",
     "TimestampRewriter",
     "attach",
+    "attach_to_provider",
     "configure",
     "to_sdk_metrics",
 ]

@@ -30,10 +30,19 @@ from collections.abc import Sized
 from importlib import metadata
 from typing import Any
 
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-__all__ = ["UnsupportedSdkError", "check_sdk", "preferences", "queue_of", "span_queue"]
+__all__ = [
+    "UnsupportedSdkError",
+    "check_sdk",
+    "preferences",
+    "queue_of",
+    "readers_of",
+    "span_queue",
+]
 
 
 class UnsupportedSdkError(RuntimeError):
@@ -88,6 +97,33 @@ def preferences(exporter: MetricExporter) -> dict[str, Any]:
         "preferred_temporality": exporter._preferred_temporality,
         "preferred_aggregation": exporter._preferred_aggregation,
     }
+
+
+def readers_of(provider: MeterProvider) -> tuple[list[MetricReader], Resource]:
+    """The readers and the resource of a ``MeterProvider`` someone else built.
+
+    The SDK offers no getter.  The resource is in ``_sdk_config``; the readers are
+    in ``_sdk_config.metric_readers`` in older releases, and in the measurement
+    consumer's reader storages (which also hold readers added after construction)
+    or ``_metric_readers`` in newer ones.
+    """
+    config: Any = getattr(provider, "_sdk_config", None)
+    resource = getattr(config, "resource", None)
+    consumer: Any = getattr(provider, "_measurement_consumer", None)
+    candidates = (
+        getattr(getattr(consumer, "_reader_storages", None), "keys", lambda: None)(),
+        getattr(config, "metric_readers", None),
+        getattr(provider, "_metric_readers", None),
+    )
+    for found in candidates:
+        if found is not None and isinstance(resource, Resource):
+            readers = [r for r in found if isinstance(r, MetricReader)]
+            return readers, resource
+    raise _missing(
+        "the readers of a MeterProvider (_measurement_consumer._reader_storages, "
+        "_sdk_config.metric_readers or _metric_readers) and its _sdk_config.resource",
+        "to join a MeterProvider it did not build",
+    )
 
 
 def queue_of(processor: BatchSpanProcessor) -> tuple[Sized, int]:
