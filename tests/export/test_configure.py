@@ -99,3 +99,32 @@ def test_global_providers_are_installed_once_per_process() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "refused"
+
+
+def test_configure_takes_a_sampler_and_extra_span_processors(registry: Registry) -> None:
+    """A service that samples, or enriches its spans, keeps doing so under configure()."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, TraceIdRatioBased
+
+    memory = InMemorySpanExporter()
+    telemetry = configure(
+        prometheus=None, registry=registry, set_global=False,
+        sampler=TraceIdRatioBased(1.0), span_processors=[SimpleSpanProcessor(memory)],
+    )  # fmt: skip
+    try:
+        with telemetry.tracer_provider.get_tracer("t").start_as_current_span("kept"):
+            pass
+        assert [s.name for s in memory.get_finished_spans()] == ["kept"]
+    finally:
+        telemetry.shutdown(timeout=5)
+    silent = configure(prometheus=None, registry=Registry(), set_global=False, sampler=ALWAYS_OFF)
+    try:
+        with silent.tracer_provider.get_tracer("t").start_as_current_span("dropped") as span:
+            assert not span.get_span_context().trace_flags.sampled
+    finally:
+        silent.shutdown(timeout=5)
+    with pytest.raises(TypeError, match="sampler must be an OpenTelemetry Sampler"):
+        configure(prometheus=None, registry=Registry(), set_global=False, sampler="always_on")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="span_processors must hold SpanProcessor"):
+        configure(prometheus=None, registry=Registry(), set_global=False, span_processors=[print])  # type: ignore[list-item]

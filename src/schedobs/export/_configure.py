@@ -19,8 +19,9 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 
 from schedobs.clock import NtpKey
 from schedobs.contract import REGISTRY, Registry
@@ -229,6 +230,8 @@ def configure(
     clock_max_adjust: float = 1.0,
     set_global: bool = True,
     exemplars: bool = True,
+    sampler: Sampler | None = None,
+    span_processors: Sequence[SpanProcessor] = (),
 ) -> Telemetry:
     """Set up OpenTelemetry export of the scheduler contract in one call.
 
@@ -292,6 +295,10 @@ def configure(
             sampled span was current (trace and span id), and export it: on OTLP
             histogram points, and in the Prometheus scrape when the scraper asks
             for OpenMetrics.  Process-wide (the last ``configure()`` decides).
+        sampler: the ``TracerProvider``'s sampler (the SDK's default when ``None``:
+            parent-based, always on).
+        span_processors: more span processors for the ``TracerProvider``, after the
+            batch export processor (a processor that enriches spans, a second export).
 
     Raises:
         ValueError, TypeError: a setting is invalid (nothing has been started).
@@ -330,13 +337,21 @@ def configure(
     check_sdk()  # a release without a hook we need fails here, naming it
     if not isinstance(exemplars, bool):
         raise TypeError(f"exemplars must be a bool, got {exemplars!r}")
+    if sampler is not None and not isinstance(sampler, Sampler):
+        raise TypeError(f"sampler must be an OpenTelemetry Sampler, got {type(sampler).__name__}")
+    processors = tuple(span_processors)
+    for processor in processors:
+        if not isinstance(processor, SpanProcessor):
+            raise TypeError(
+                f"span_processors must hold SpanProcessor instances, got {type(processor).__name__}"
+            )
     if set_global:
         _check_global_free()
     started: list[Callable[[], object]] = []  # undone in reverse if anything below raises
     try:
         return _start(
             settings, resource, source, timestamp_rewriter, metric_readers, clock, set_global,
-            exemplars, started,
+            exemplars, started, TracerProvider(resource=resource, sampler=sampler), processors,
         )  # fmt: skip
     except BaseException:
         for undo in reversed(started):
@@ -357,6 +372,8 @@ def _start(
     set_global: bool,
     exemplars: bool,
     started: list[Callable[[], object]],
+    tracer_provider: TracerProvider,
+    span_processors: tuple[SpanProcessor, ...],
 ) -> Telemetry:
     """The part of :func:`configure` that starts things; each is recorded in ``started``
     with the call that stops it."""
@@ -416,10 +433,11 @@ def _start(
         accounting.register_metrics(meter_provider)
     if guarded is not None:
         guarded.register_metrics(meter_provider)
-    tracer_provider = TracerProvider(resource=resource)
     started.append(tracer_provider.shutdown)
     if span_exporter is not None and accounting is not None:
         tracer_provider.add_span_processor(accounting.processor(span_exporter))
+    for processor in span_processors:
+        tracer_provider.add_span_processor(processor)
 
     handle = Telemetry(
         settings=settings,
