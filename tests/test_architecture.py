@@ -80,8 +80,8 @@ PUBLIC = {
     },
     "schedobs.export": {
         "DEFAULT_PROMETHEUS", "SCOPE", "ExportSettings", "RewritingMetricExporter",
-        "RewritingSpanExporter", "Telemetry", "TimestampRewriter", "attach", "configure",
-        "to_sdk_metrics",
+        "RewritingSpanExporter", "Telemetry", "TimestampRewriter", "attach", "attach_to_provider",
+        "configure", "to_sdk_metrics",
     },
     "schedobs.runtime": {
         "Autoscaler", "Chan", "GCTuner", "ChannelClosedError", "LatencyCounts", "RejectedError",

@@ -122,7 +122,7 @@ class AsyncioInstrumentation:
             )
         if self._task_timing:
             self._previous_factory = loop.get_task_factory()
-            loop.set_task_factory(self._factory)  # type: ignore[arg-type]
+            loop.set_task_factory(self._make_factory(loop))
         if self._default_executor:
             self.executor = InstrumentedThreadPoolExecutor(
                 self._executor_workers,
@@ -164,26 +164,36 @@ class AsyncioInstrumentation:
 
     # --- task timing ------------------------------------------------------------------
 
-    def _factory(
-        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
-    ) -> asyncio.Future[Any]:
-        created = _now()
+    def _make_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[..., asyncio.Future[Any]]:
+        """The task factory for ``loop``: everything it reads per task bound once here,
+        because it runs for every task the loop creates."""
         previous = self._previous_factory
-        if previous is not None:
-            task: asyncio.Future[Any] = previous(loop, coro, **kwargs)
-        else:
-            task = asyncio.Task(coro, loop=loop, **kwargs)
-        # A new task has just queued the handle of its first step at the end of the
-        # loop's ready queue: time that handle, and the task stays the one asked for.
         ready = getattr(loop, "_ready", None)
-        if ready:
-            handle = ready[-1]
-            step: Callable[[], object] | None = getattr(handle, "_callback", None)
-            if step is not None and getattr(step, "__self__", None) is task and not handle._args:
-                handle._callback = self._first_step
-                self._steps.append(step)
-                self._created.append(created)
-        return task
+        push_step = self._steps.append
+        push_created = self._created.append
+        first_step = self._first_step
+        task_type = asyncio.Task
+
+        def factory(
+            loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+        ) -> asyncio.Future[Any]:
+            created = _now()
+            if previous is not None:
+                task: asyncio.Future[Any] = previous(loop, coro, **kwargs)
+            else:
+                task = task_type(coro, loop=loop, **kwargs)
+            # A new task has just queued the handle of its first step at the end of the
+            # loop's ready queue: time that handle, and the task stays the one asked for.
+            if ready:
+                handle = ready[-1]
+                step = handle._callback
+                if getattr(step, "__self__", None) is task and not handle._args:
+                    handle._callback = first_step
+                    push_step(step)
+                    push_created(created)
+            return task
+
+        return factory
 
     def _make_first_step(self) -> Callable[[], object]:
         """The callback that replaces a new task's first-step callback.
