@@ -20,7 +20,7 @@ from schedobs.testing import GrpcOtlpReceiver
 
 from .._collector import ROOT, Collector, otlp_ports
 from .._prometheus_server import PrometheusServer, free_port, poll
-from .test_pipelines import QUERIES, answers
+from .test_pipelines import assert_same_answers
 
 pytestmark = pytest.mark.integration
 
@@ -110,23 +110,12 @@ def test_agent_to_gateway_answers_as_the_direct_path_and_rides_out_a_gateway_out
         assert telemetry.accounting is not None
         assert telemetry.accounting.dropped == {"queue_full": 0, "export_failed": 0}
 
-        for label, template in QUERIES.items():
-            via_direct = template.format(sel=f'scheduler_name="{NAME}",instance="{direct}"')
-            via_gateway = template.format(sel=f'scheduler_name="{NAME}",instance="{exporter}"')
-            want = poll(
-                lambda q=via_direct: a if (a := answers(prometheus_server.query, q)) else None,
-                20.0,
-                f"{label}: direct scrape",
-            )
-            got = poll(
-                lambda q=via_gateway, w=want: (
-                    a if (a := answers(prometheus_server.query, q)) == w else None
-                ),
-                40.0,
-                f"{label} via agent and gateway == {want} "
-                f"(last: {answers(prometheus_server.query, via_gateway)})",
-            )
-            assert got == want
+        assert_same_answers(
+            (prometheus_server.query, f'scheduler_name="{NAME}",instance="{direct}"'),
+            (prometheus_server.query, f'scheduler_name="{NAME}",instance="{exporter}"'),
+            path="via agent and gateway",
+            timeout=40.0,
+        )
         assert prometheus_server.value(
             f'sum(schedobs_metric_exports_failed_total{{instance="{direct}"}})'
         ) in (None, 0.0)

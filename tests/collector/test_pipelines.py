@@ -63,6 +63,38 @@ def answers(query: Callable[[str], list[dict[str, Any]]], promql: str) -> dict[s
     return out
 
 
+Query = Callable[[str], list[dict[str, Any]]]
+
+
+def assert_same_answers(
+    direct: tuple[Query, str],
+    other: tuple[Query, str],
+    *,
+    expected: dict[str, dict[str, float]] | None = None,
+    path: str,
+    context: Callable[[], str] = str,
+    timeout: float = 30.0,
+) -> None:
+    """Every query in :data:`QUERIES` answers the same over ``other`` as over ``direct``
+    (each a backend's query function and a series selector), and, for the queries in
+    ``expected``, what the workload recorded.  ``context()`` is added to a failure."""
+    for label, template in QUERIES.items():
+        via_direct, via_other = (template.format(sel=sel) for sel in (direct[1], other[1]))
+        want = poll(
+            lambda q=via_direct: a if (a := answers(direct[0], q)) else None,
+            20.0,
+            f"{label}: direct scrape",
+        )
+        if expected is not None and label in expected:
+            assert want == expected[label], label
+        got = poll(
+            lambda q=via_other, w=want: a if (a := answers(other[0], q)) == w else None,
+            timeout,
+            f"{label} {path} == {want} (last: {answers(other[0], via_other)}; {context()})",
+        )
+        assert got == want
+
+
 def known(name: str) -> dict[str, dict[str, float]]:
     """What the workload recorded, in the shape of the queries' answers."""
     return {
@@ -147,27 +179,13 @@ def test_through_the_collector_prometheus_answers_as_on_the_direct_path(
                     rt.submit(math.sqrt, 2.0).result(timeout=10)
             assert telemetry.force_flush(timeout=10)
 
-        expected = known(name)
-        for label, template in QUERIES.items():
-            via_direct = QUERIES[label].format(sel=f'scheduler_name="{name}",instance="{direct}"')
-            via_collector = template.format(sel=f'scheduler_name="{name}",instance="{exporter}"')
-            want = poll(
-                lambda q=via_direct: a if (a := answers(exemplar_prometheus.query, q)) else None,
-                20.0,
-                f"{label}: direct scrape",
-            )
-            if label in expected:
-                assert want == expected[label], label
-            got = poll(
-                lambda q=via_collector, w=want: (
-                    a if (a := answers(exemplar_prometheus.query, q)) == w else None
-                ),
-                30.0,
-                f"{label} via the collector == {want} "
-                f"(last: {answers(exemplar_prometheus.query, via_collector)}; "
-                f"collector log: {collector.log()[-1500:]})",
-            )
-            assert got == want
+        assert_same_answers(
+            (exemplar_prometheus.query, f'scheduler_name="{name}",instance="{direct}"'),
+            (exemplar_prometheus.query, f'scheduler_name="{name}",instance="{exporter}"'),
+            expected=known(name),
+            path="via the collector",
+            context=lambda: f"collector log: {collector.log()[-1500:]}",
+        )
 
         # The Collector's endpoint passes the contract check (its resource labels are the
         # producer's, declared in target_info).
@@ -234,27 +252,13 @@ def test_remote_write_through_the_collector_answers_as_the_direct_scrape(
         prometheus_server.scrape(direct)
         record(registry, name=name)
         assert telemetry.force_flush(timeout=10)
-        expected = known(name)
-        for label, template in QUERIES.items():
-            via_direct = template.format(sel=f'scheduler_name="{name}",instance="{direct}"')
-            in_vm = template.format(sel=f'scheduler_name="{name}"')
-            want = poll(
-                lambda q=via_direct: a if (a := answers(prometheus_server.query, q)) else None,
-                20.0,
-                f"{label}: direct scrape",
-            )
-            if label in expected:
-                assert want == expected[label], label
-            got = poll(
-                lambda q=in_vm, w=want: (
-                    a if (a := answers(victoria_metrics.query, q)) == w else None
-                ),
-                30.0,
-                f"{label} in VictoriaMetrics == {want} "
-                f"(last: {answers(victoria_metrics.query, in_vm)}; "
-                f"collector log: {collector.log()[-1500:]})",
-            )
-            assert got == want
+        assert_same_answers(
+            (prometheus_server.query, f'scheduler_name="{name}",instance="{direct}"'),
+            (victoria_metrics.query, f'scheduler_name="{name}"'),
+            expected=known(name),
+            path="in VictoriaMetrics",
+            context=lambda: f"collector log: {collector.log()[-1500:]}",
+        )
     finally:
         telemetry.shutdown(timeout=5)
         collector.stop()
