@@ -49,7 +49,7 @@ system-deps:
 	@ls /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 	@$(MAKE) --no-print-directory $(VM_BIN)
 
-# VictoriaMetrics, a real OTLP metrics backend (DESIGN §7): Debian trixie's package
+# VictoriaMetrics, a real OTLP metrics backend (docs/architecture.md): Debian trixie's package
 # (1.112; bookworm's 1.79 predates OTLP ingestion), fetched with apt's own tools
 # through a private source list and unpacked into .cache/, never installed and
 # never touching the system's sources.  Its binary runs on bookworm.

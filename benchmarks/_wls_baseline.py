@@ -6,7 +6,7 @@ checks (identical to the current estimator's) are left out.
 
 Offset and frequency of the local clock against a reference, from two-way samples.
 
-Convention (DESIGN §6): ``offset = reference − local``; a local time ``t`` is
+Convention (docs/clock.md): ``offset = reference − local``; a local time ``t`` is
 corrected as ``t + offset(t)``.
 
 Each sample is an NTP four-timestamp exchange: t1 (client send) and t4 (client

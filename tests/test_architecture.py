@@ -1,4 +1,4 @@
-"""The layering rules of DESIGN §2 and the curated public surface, enforced."""
+"""The layering rules of docs/architecture.md and the curated public surface, enforced."""
 
 from __future__ import annotations
 

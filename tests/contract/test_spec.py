@@ -1,4 +1,4 @@
-"""The contract data matches DESIGN §4 and translates to the documented Prometheus names."""
+"""The contract data matches docs/contract.md and translates to the documented Prometheus names."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ metrics.  :class:`SchedulerMetrics` records them from a scheduler's hot path,
 pre-aggregating in plain Python; a :class:`Registry` hands the aggregates to
 the exporters at collection time.
 
-This package depends on no OpenTelemetry SDK code (DESIGN §2).
+This package depends on no OpenTelemetry SDK code (docs/architecture.md).
 
 Example::
 

@@ -1,6 +1,6 @@
 """The timestamp-rewriting seam in front of the span and metric exporters.
 
-Clock compensation (DESIGN §6) corrects timestamps *before* they leave the
+Clock compensation (docs/clock.md) corrects timestamps *before* they leave the
 process.  This module is the one place where that happens: every OTLP exporter
 that :func:`schedobs.configure` builds is wrapped so that batches pass through a
 :class:`TimestampRewriter` first::
