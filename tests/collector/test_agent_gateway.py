@@ -10,7 +10,7 @@ the data and retries, so the process neither fails an export nor loses a span.
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -28,13 +28,15 @@ NAME = "agent-gateway"
 
 
 def test_agent_to_gateway_answers_as_the_direct_path_and_rides_out_a_gateway_outage(
-    tmp_path: Path, registry: Registry, prometheus_server: PrometheusServer
+    registry: Registry,
+    prometheus_server: PrometheusServer,
+    grpc_receiver: GrpcOtlpReceiver,
+    start_collector: Callable[..., Collector],
 ) -> None:
-    sink = GrpcOtlpReceiver()
+    sink = grpc_receiver
     gateway_otlp = f"127.0.0.1:{free_port()}"
     exporter = f"127.0.0.1:{free_port()}"
-    gateway = Collector(
-        tmp_path,
+    gateway = start_collector(
         ROOT / "collector-config" / "gateway.yaml",
         {
             "receivers::otlp::protocols::grpc::endpoint": gateway_otlp,
@@ -45,8 +47,7 @@ def test_agent_to_gateway_answers_as_the_direct_path_and_rides_out_a_gateway_out
         name="gateway",
     )
     agent_ports = otlp_ports()
-    agent = Collector(
-        tmp_path,
+    start_collector(
         ROOT / "collector-config" / "agent.yaml",
         {**agent_ports, "exporters::otlp_grpc/gateway::endpoint": gateway_otlp},
         name="agent",
@@ -121,6 +122,3 @@ def test_agent_to_gateway_answers_as_the_direct_path_and_rides_out_a_gateway_out
         ) in (None, 0.0)
     finally:
         telemetry.shutdown(timeout=5)
-        agent.stop()
-        gateway.stop()
-        sink.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -28,16 +28,16 @@ NAME = "outage"
 
 
 def test_a_collector_outage_is_counted_and_delivery_resumes(
-    tmp_path: Path,
     registry: Registry,
     prometheus_server: PrometheusServer,
     caplog: pytest.LogCaptureFixture,
+    grpc_receiver: GrpcOtlpReceiver,
+    start_collector: Callable[..., Collector],
 ) -> None:
-    sink = GrpcOtlpReceiver()
+    sink = grpc_receiver
     ports = otlp_ports()
     exporter = f"127.0.0.1:{free_port()}"
-    collector = Collector(
-        tmp_path,
+    collector = start_collector(
         ROOT / "collector-config" / "otel-collector.yaml",
         {
             **ports,
@@ -133,5 +133,3 @@ def test_a_collector_outage_is_counted_and_delivery_resumes(
         assert sum("span export failed" in w for w in warnings) <= 1, warnings
     finally:
         telemetry.shutdown(timeout=5)
-        collector.stop()
-        sink.close()

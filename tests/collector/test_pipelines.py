@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,15 +141,14 @@ def _spans(sink: GrpcOtlpReceiver) -> list[Any]:
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_through_the_collector_prometheus_answers_as_on_the_direct_path(
     protocol: str,
-    tmp_path: Path,
     registry: Registry,
     exemplar_prometheus: PrometheusServer,
     trace_sink: GrpcOtlpReceiver,
+    start_collector: Callable[..., Collector],
 ) -> None:
     ports = otlp_ports()
     exporter = f"127.0.0.1:{free_port()}"
-    collector = Collector(
-        tmp_path,
+    collector = start_collector(
         SCRAPE_CONFIG,
         {
             **ports,
@@ -161,11 +159,7 @@ def test_through_the_collector_prometheus_answers_as_on_the_direct_path(
     name = "via-collector-" + protocol.split("/")[0]
     kind = "grpc" if protocol == "grpc" else "http"
     receiver = ports[f"receivers::otlp::protocols::{kind}::endpoint"]
-    try:
-        telemetry = _configure(name, f"http://{receiver}", protocol, registry)
-    except BaseException:
-        collector.stop()
-        raise
+    telemetry = _configure(name, f"http://{receiver}", protocol, registry)
     try:
         host, port = telemetry.prometheus_address or ("", 0)
         direct = f"{host}:{port}"
@@ -218,20 +212,18 @@ def test_through_the_collector_prometheus_answers_as_on_the_direct_path(
         assert trace_ids <= exported
     finally:
         telemetry.shutdown(timeout=5)
-        collector.stop()
         disable_exemplars()
 
 
 def test_remote_write_through_the_collector_answers_as_the_direct_scrape(
-    tmp_path: Path,
     registry: Registry,
     prometheus_server: PrometheusServer,
     victoria_metrics: VictoriaMetrics,
     trace_sink: GrpcOtlpReceiver,
+    start_collector: Callable[..., Collector],
 ) -> None:
     ports = otlp_ports()
-    collector = Collector(
-        tmp_path,
+    collector = start_collector(
         REMOTE_WRITE_CONFIG,
         {
             **ports,
@@ -241,11 +233,7 @@ def test_remote_write_through_the_collector_answers_as_the_direct_scrape(
     )
     name = "via-remote-write"
     receiver = ports["receivers::otlp::protocols::grpc::endpoint"]
-    try:
-        telemetry = _configure(name, f"http://{receiver}", "grpc", registry)
-    except BaseException:
-        collector.stop()
-        raise
+    telemetry = _configure(name, f"http://{receiver}", "grpc", registry)
     try:
         host, port = telemetry.prometheus_address or ("", 0)
         direct = f"{host}:{port}"
@@ -261,4 +249,3 @@ def test_remote_write_through_the_collector_answers_as_the_direct_scrape(
         )
     finally:
         telemetry.shutdown(timeout=5)
-        collector.stop()

@@ -9,7 +9,7 @@ every server span nests inside its client span — no violation of causality.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -24,11 +24,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_corrected_spans_nest_at_the_far_end_of_the_collector(
-    tmp_path: Path, grpc_receiver: GrpcOtlpReceiver
+    grpc_receiver: GrpcOtlpReceiver, start_collector: Callable[..., Collector]
 ) -> None:
     ports = otlp_ports()
-    collector = Collector(
-        tmp_path,
+    start_collector(
         ROOT / "collector-config" / "otel-collector.yaml",
         {
             **ports,
@@ -36,11 +35,8 @@ def test_corrected_spans_nest_at_the_far_end_of_the_collector(
             "exporters::otlp_grpc/traces::endpoint": grpc_receiver.endpoint.removeprefix("http://"),
         },
     )
-    try:
-        with ClockServer(port=0) as clock:
-            reference = f"{clock.address[0]}:{clock.address[1]}"
-            send_to = "http://" + ports["receivers::otlp::protocols::grpc::endpoint"]
-            servers, clients = _run(grpc_receiver, reference, send_to=send_to)
-        check_corrected(servers, clients)
-    finally:
-        collector.stop()
+    with ClockServer(port=0) as clock:
+        reference = f"{clock.address[0]}:{clock.address[1]}"
+        send_to = "http://" + ports["receivers::otlp::protocols::grpc::endpoint"]
+        servers, clients = _run(grpc_receiver, reference, send_to=send_to)
+    check_corrected(servers, clients)
