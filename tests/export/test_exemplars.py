@@ -161,3 +161,34 @@ def test_a_runtime_task_submitted_in_a_traced_request_is_the_exemplar_of_its_lat
         ]
     assert [e.trace_id for e in exemplars] == [trace_id]
     assert 0 <= exemplars[0].value < 1_000  # ms
+
+
+def test_a_timed_asyncio_task_created_in_a_sampled_span_is_its_bucket_s_exemplar(
+    telemetry: Telemetry, registry: Registry
+) -> None:
+    """Task timing bins most waits in batches, without exemplars; a task created inside
+    a sampled span is observed on its own, so its bucket still leads to the trace."""
+    import asyncio
+
+    from schedobs.adapters import AsyncioInstrumentation
+
+    tracer = telemetry.tracer_provider.get_tracer("t")
+
+    async def main() -> int:
+        instrumentation = AsyncioInstrumentation(
+            name="ex-loop", registry=registry, task_timing=True
+        ).install()
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(300)))  # outside any span
+        with tracer.start_as_current_span("request") as span:
+            await asyncio.create_task(asyncio.sleep(0))
+        instrumentation.uninstall()
+        return span.get_span_context().trace_id
+
+    trace_id = asyncio.run(main())
+    (point,) = [
+        p for snap in registry.collect() if snap.spec.name == "scheduler.schedule.latency"
+        for p in snap.points
+    ]  # fmt: skip
+    assert point.count == 301  # type: ignore[union-attr]
+    exemplars = [e for e in point.exemplars if e is not None]  # type: ignore[union-attr]
+    assert [e.trace_id for e in exemplars] == [trace_id]

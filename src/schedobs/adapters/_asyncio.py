@@ -43,7 +43,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from schedobs.contract import Registry, SchedulerMetrics
+from schedobs.contract import LatencyBatch, Registry, SchedulerMetrics
+from schedobs.contract import exemplars as _exemplars
 
 from ._thread_pool import InstrumentedThreadPoolExecutor
 
@@ -93,7 +94,8 @@ class AsyncioInstrumentation:
         # has not run yet, in creation order (see _make_first_step).
         self._steps: deque[Callable[[], object]] = deque()
         self._created: deque[float] = deque()
-        self._first_step = self._make_first_step()
+        # The waits of tasks run outside any span, binned in batches; one per loop.
+        self._batch: LatencyBatch | None = None
 
     def install(self) -> AsyncioInstrumentation:
         """Start on ``loop`` (default: the running loop).  Call from the loop's thread.
@@ -147,6 +149,10 @@ class AsyncioInstrumentation:
             self._handle.cancel()
         if self._task_timing and self._loop is not None:
             self._loop.set_task_factory(self._previous_factory)
+        if self._batch is not None:
+            # Not closed: a task created before this call may still take its first
+            # step; the batch is forgotten with its loop.
+            self._batch.flush()
         for detach in self._detach:
             detach()
         self._detach.clear()
@@ -171,7 +177,9 @@ class AsyncioInstrumentation:
         ready = getattr(loop, "_ready", None)
         push_step = self._steps.append
         push_created = self._created.append
-        first_step = self._first_step
+        if self._batch is None or self._batch.orphaned:
+            self._batch = self._latency.batch(owner=loop)
+        first_step = self._make_first_step(self._batch)
         task_type = asyncio.Task
 
         def factory(
@@ -195,7 +203,7 @@ class AsyncioInstrumentation:
 
         return factory
 
-    def _make_first_step(self) -> Callable[[], object]:
+    def _make_first_step(self, batch: LatencyBatch) -> Callable[[], object]:
         """The callback that replaces a new task's first-step callback.
 
         It finds its step and creation time in two FIFO queues rather than in a
@@ -206,14 +214,26 @@ class AsyncioInstrumentation:
         the garbage collector tracks) cost 20 % of a trivial task's
         create-and-gather with 100k tasks alive, the collector's passes
         included; floats and references in a deque cost it nothing.
+
+        The wait goes into ``batch`` (an append; binned 256 at a time) unless
+        exemplars are on and the task runs in an OpenTelemetry context: then it
+        is observed on its own, so that its bucket can keep the trace.
         """
         next_step = self._steps.popleft
         next_created = self._created.popleft
         observe = self._latency.observe
+        append, pending, size, flush = batch.append, batch.pending, batch.size, batch.flush
 
         def first_step() -> object:
             step = next_step()
-            observe((_now() - next_created()) * 1000.0)
+            waited = _now() - next_created()
+            var = _exemplars.context_var
+            if var is not None and var.get(None):
+                observe(waited * 1000.0)
+            else:
+                append(waited)
+                if len(pending) >= size:
+                    flush()
             return step()
 
         return first_step

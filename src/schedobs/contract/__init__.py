@@ -20,6 +20,7 @@ Example::
 """
 
 from . import _exemplars as exemplars
+from ._batch import LatencyBatch
 from ._exemplars import Exemplar
 from ._exemplars import disable as disable_exemplars
 from ._exemplars import enable as enable_contract_exemplars
@@ -143,6 +144,7 @@ __all__ = [
     "HistogramPoint",
     "HistogramValue",
     "InstrumentKind",
+    "LatencyBatch",
     "LatencyHistogram",
     "MetricSnapshot",
     "MetricSpec",

@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from bisect import bisect_left
-from collections.abc import Callable, Mapping
-from operator import add
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping
+from itertools import repeat
+from operator import add, mul
 
 from schedobs._shards import Row, Shards
 
 from . import _exemplars as _ex
+from ._batch import DEFAULT_SIZE, LatencyBatch
 from ._exemplars import Exemplar
 from ._points import CounterPoint, GaugePoint, HistogramPoint
 from ._spec import LATENCY_BOUNDARIES_MS
@@ -55,7 +57,9 @@ class LatencyHistogram:
     any thread.
     """
 
-    __slots__ = ("_drop", "_exemplars", "_local", "_shards", "attributes", "start_ns")
+    __slots__ = (
+        "_batches", "_drop", "_exemplars", "_local", "_shards", "attributes", "start_ns",
+    )  # fmt: skip
 
     def __init__(self, attributes: Mapping[str, str], drop: Callable[[float], None]) -> None:
         self.attributes = attributes
@@ -63,6 +67,8 @@ class LatencyHistogram:
         self._shards = Shards([0] * _NBUCKETS + [0.0, _INF, -_INF], _fold_histogram)
         self._local = self._shards.local
         self._drop = drop
+        # Copied on change, never changed in place: a snapshot iterates it unlocked.
+        self._batches: tuple[LatencyBatch, ...] = ()
         # Per bucket, the latest exemplar as (value, time_ns, trace_id, span_id):
         # written whole, read whole, so no lock.
         self._exemplars: list[tuple[float, int, int, int] | None] = [None] * _NBUCKETS
@@ -150,8 +156,60 @@ class LatencyHistogram:
         if ids is not None:
             self._exemplars[bucket] = (ms, time.time_ns(), *ids)
 
+    def batch(self, size: int = DEFAULT_SIZE, owner: object = None) -> LatencyBatch:
+        """A :class:`LatencyBatch` for one producer's hot path (values in seconds).
+
+        Every snapshot of this series first flushes it.  ``owner`` (an event
+        loop, a thread): once it no longer exists, the next snapshot flushes the
+        batch a last time and forgets it; otherwise :meth:`LatencyBatch.close` does.
+        """
+        made = LatencyBatch(self, size, owner)
+        self._batches = (*self._batches, made)
+        return made
+
+    def forget_batch(self, batch: LatencyBatch) -> None:
+        """Stop flushing ``batch`` at snapshots (see :meth:`LatencyBatch.close`)."""
+        self._batches = tuple(b for b in self._batches if b is not batch)
+
+    def observe_many_seconds(self, values: Iterable[float]) -> None:
+        """Record latencies given in **seconds**, binned together (see ``_batch``).
+
+        The same figures as one :meth:`observe` per value, without exemplars.
+        """
+        ms = sorted(map(mul, values, repeat(1000.0)))
+        if not ms:
+            return
+        total = sum(ms)
+        # NaN makes the total NaN; sorted, the first value is the least one.
+        if not (ms[0] >= 0.0 and total < _INF):
+            for value in ms:
+                self.observe(value)
+            return
+        try:
+            row = self._local.row
+        except AttributeError:
+            row = self._shards.new_row()
+        row[_SUM] += total
+        below = 0
+        # observe() puts v in the first bucket whose bound is >= v: bucket i holds the
+        # values <= bounds[i] less those <= bounds[i - 1].
+        for i, bound in enumerate(_BOUNDS):
+            upto = bisect_right(ms, bound)
+            row[i] += upto - below
+            below = upto
+        row[_NBUCKETS - 1] += len(ms) - below
+        if ms[0] < row[_MIN]:
+            row[_MIN] = ms[0]
+        if ms[-1] > row[_MAX]:
+            row[_MAX] = ms[-1]
+
     def snapshot(self) -> HistogramPoint:
         """The cumulative state of this series."""
+        if self._batches:
+            for batch in self._batches:
+                batch.flush()
+                if batch.orphaned:
+                    self.forget_batch(batch)
         row = self._shards.merged()
         buckets = tuple(map(int, row[:_NBUCKETS]))
         count = sum(buckets)
