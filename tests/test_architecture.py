@@ -79,9 +79,9 @@ PUBLIC = {
         "parse_reference", "shift_span", "solve_network",
     },
     "schedobs.export": {
-        "DEFAULT_PROMETHEUS", "SCOPE", "ExportSettings", "RewritingMetricExporter",
-        "RewritingSpanExporter", "Telemetry", "TimestampRewriter", "attach", "attach_to_provider",
-        "configure", "to_sdk_metrics",
+        "DEFAULT_PROMETHEUS", "SCOPE", "ClockCompensation", "ExportSettings",
+        "RewritingMetricExporter", "RewritingSpanExporter", "Telemetry", "TimestampRewriter",
+        "attach", "attach_clock", "attach_to_provider", "configure", "to_sdk_metrics",
     },
     "schedobs.runtime": {
         "Autoscaler", "Chan", "GCTuner", "ChannelClosedError", "LatencyCounts", "RejectedError",

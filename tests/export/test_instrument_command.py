@@ -5,35 +5,49 @@ through the service's own pipeline, once — no second MeterProvider, no second 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from schedobs.testing import GrpcOtlpReceiver
 
+from .._chrony_server import ChronyServer
+
 pytestmark = pytest.mark.integration
 
 APP = Path(__file__).resolve().parent / "_instrumented_app.py"
 
 
-def test_the_contract_leaves_by_the_pipeline_opentelemetry_instrument_built(
-    grpc_receiver: GrpcOtlpReceiver,
-) -> None:
+def _command() -> str:
     command = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent))
     assert command, "opentelemetry-instrument is missing (opentelemetry-distro, a dev extra)"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | {
-        "OTEL_SERVICE_NAME": "instrumented-service",
+    return command
+
+
+def _otel_env(receiver: GrpcOtlpReceiver, service: str) -> dict[str, str]:
+    """What a deployment sets for ``opentelemetry-instrument``: OTLP for traces and metrics."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | {
+        "OTEL_SERVICE_NAME": service,
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_METRICS_EXPORTER": "otlp",
         "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": grpc_receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         "OTEL_METRIC_EXPORT_INTERVAL": "600000",  # only the application's force_flush exports
         "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
     }
+
+
+def test_the_contract_leaves_by_the_pipeline_opentelemetry_instrument_built(
+    grpc_receiver: GrpcOtlpReceiver,
+) -> None:
+    command = _command()
+    env = _otel_env(grpc_receiver, "instrumented-service")
     result = subprocess.run(
         [command, sys.executable, str(APP)],
         env=env, capture_output=True, text=True, timeout=120, check=False,
@@ -72,3 +86,63 @@ def test_the_contract_leaves_by_the_pipeline_opentelemetry_instrument_built(
         for span in ss.spans
     }
     assert exemplar.trace_id in traces
+
+
+CLOCK_APP = Path(__file__).resolve().parent / "_instrumented_clock_app.py"
+SKEW_NS = 250_000_000
+
+
+def test_attach_clock_corrects_what_the_commands_exporters_send(
+    grpc_receiver: GrpcOtlpReceiver, chrony_server: ChronyServer
+) -> None:
+    """The service's wall clock is 250 ms ahead (libfaketime); chrony is the reference.
+    ``attach_clock`` wraps the exporters ``opentelemetry-instrument`` built: the span
+    leaves at the real time within its uncertainty, the data points too, and the clock
+    metrics ride the same pipeline."""
+    from schedobs.testing import faketime_env, find_libfaketime
+
+    if find_libfaketime() is None:
+        pytest.skip("libfaketime is installed by `make test`")
+    command = _command()
+    env = faketime_env(f"+{SKEW_NS / 1e9}", _otel_env(grpc_receiver, "clocked-service"))
+    # The real-time origin of the shared monotonic clock, read in this process
+    # (unskewed): maps the app's monotonic readings to the true wall time.
+    origin = time.time_ns() - time.monotonic_ns()
+    result = subprocess.run(
+        [command, sys.executable, str(CLOCK_APP), f"ntp://{chrony_server.address}"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = re.search(r"START mono=(\d+) wall=(\d+) sigma=(\d+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    mono, wall, sigma = map(int, found.groups())
+    true_start = origin + mono
+    assert abs(wall - true_start - SKEW_NS) < 5_000_000  # the skew is real in the app
+
+    grpc_receiver.wait_for(lambda r: r.trace_requests, timeout=10)
+    (span,) = [
+        span
+        for request in grpc_receiver.trace_requests
+        for rs in request.resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+        if span.name == "request"
+    ]
+    # Corrected once: within 3 sigma plus the readings' own spread (not 250 ms, nor 500).
+    assert abs(span.start_time_unix_nano - true_start) < 3 * sigma + 2_000_000
+
+    metrics_seen = [
+        metric
+        for request in grpc_receiver.metrics_requests
+        for rm in request.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    ]
+    offsets = [m.gauge.data_points[0].as_int for m in metrics_seen if m.name == "clock.offset"]
+    assert offsets and abs(abs(offsets[0]) - SKEW_NS) < 5_000_000
+    # The data points of the application's flush are stamped when it collected them,
+    # right after it read FLUSH: at the true time, not 250 ms ahead of it.
+    (flushed,) = re.findall(r"FLUSH mono=(\d+)", result.stdout)
+    first = next(m for m in metrics_seen if m.name == "scheduler.schedule.latency")
+    stamp = first.histogram.data_points[0].time_unix_nano
+    assert 0 <= stamp - (origin + int(flushed)) < 3 * sigma + 100_000_000

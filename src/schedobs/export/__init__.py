@@ -6,7 +6,9 @@ attaches the producer bridge so that pre-aggregated contract metrics appear in
 both outputs identically.  :class:`TimestampRewriter` is the seam where clock
 compensation corrects timestamps before export.  A service whose OpenTelemetry is
 already set up (``opentelemetry-instrument``, its own providers) calls
-:func:`attach_to_provider` instead: the contract leaves through its readers.
+:func:`attach_to_provider` instead: the contract leaves through its readers;
+:func:`attach_clock` (or :class:`ClockCompensation` around exporters it builds)
+corrects their timestamps.
 
 Example::
 
@@ -19,20 +21,23 @@ Example::
 """
 
 from ._bridge import SCOPE, attach, to_sdk_metrics
+from ._clock import ClockCompensation
 from ._configure import Telemetry, configure
-from ._existing import attach_to_provider
+from ._existing import attach_clock, attach_to_provider
 from ._rewrite import RewritingMetricExporter, RewritingSpanExporter, TimestampRewriter
 from ._settings import DEFAULT_PROMETHEUS, ExportSettings
 
 __all__ = [
     "DEFAULT_PROMETHEUS",
     "SCOPE",
+    "ClockCompensation",
     "ExportSettings",
     "RewritingMetricExporter",
     "RewritingSpanExporter",
     "Telemetry",
     "TimestampRewriter",
     "attach",
+    "attach_clock",
     "attach_to_provider",
     "configure",
     "to_sdk_metrics",

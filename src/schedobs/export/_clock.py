@@ -1,12 +1,20 @@
-"""Clock compensation wired into export: estimator, prober, corrector and clock metrics."""
+"""Clock compensation wired into export: estimator, prober, corrector and clock metrics.
+
+:func:`schedobs.configure` builds one from ``clock_reference``; a service whose
+OpenTelemetry was set up elsewhere builds one itself and wraps its own exporters
+(:meth:`ClockCompensation.wrap_span_exporter`) or lets :func:`attach_clock` wrap
+those its providers already have.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from schedobs.clock import (
     ClockCorrector,
@@ -24,27 +32,52 @@ from schedobs.contract import (
     CLOCK_UNCERTAINTY,
 )
 
+from ._rewrite import RewritingMetricExporter, RewritingSpanExporter
+
 __all__ = ["ClockCompensation"]
+
+#: Defaults shared with :func:`schedobs.configure`'s ``clock_*`` parameters.
+DEFAULT_INTERVAL = 5.0
+DEFAULT_MAX_ADJUST = 1.0
 
 
 @dataclass
 class ClockCompensation:
-    """The parts :func:`schedobs.configure` builds for ``clock_reference``."""
+    """Clock compensation against one reference: its estimator, prober and corrector.
+
+    Build it with :meth:`create`, :meth:`start` it, and put :attr:`corrector`
+    in front of the exporters (:meth:`wrap_span_exporter`,
+    :meth:`wrap_metric_exporter`) — or let :func:`attach_clock` do both for
+    providers that already exist.  :meth:`close` stops the prober.
+
+    Example (a service that builds its own ``TracerProvider``)::
+
+        clock = ClockCompensation.create("ntp://time.internal").start()
+        exporter = clock.wrap_span_exporter(OTLPSpanExporter())
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    """
 
     estimator: OffsetEstimator
     prober: ClockProber
     corrector: ClockCorrector
+    _started: bool = field(default=False, init=False, repr=False)
 
     @classmethod
     def create(
         cls,
         reference: str,
         *,
-        key: bytes | NtpKey | str | None,
-        interval: float,
-        max_adjust: float,
+        key: bytes | NtpKey | str | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        max_adjust: float = DEFAULT_MAX_ADJUST,
     ) -> ClockCompensation:
-        if not (isinstance(max_adjust, (int, float)) and max_adjust > 0):
+        """``reference``: ``"ntp://host[:port]"``, ``"redis://host:port"`` or the
+        ``"host:port"`` of ``schedobs clock serve``; ``key``: authenticates probes
+        (as ``configure(clock_key=)``); ``interval``: seconds between probe bursts;
+        ``max_adjust``: the largest correction applied, in seconds."""
+        if isinstance(max_adjust, bool) or not (
+            isinstance(max_adjust, (int, float)) and max_adjust > 0
+        ):
             raise ValueError(
                 f"clock_max_adjust must be a number of seconds > 0, got {max_adjust!r}"
             )
@@ -53,11 +86,30 @@ class ClockCompensation:
         corrector = ClockCorrector(estimator, max_adjust_ns=int(max_adjust * 1e9))
         return cls(estimator, prober, corrector)
 
-    def start(self) -> None:
-        self.prober.start()
+    def start(self) -> ClockCompensation:
+        """Start probing the reference (a background thread); returns ``self``.
+
+        A second call does nothing."""
+        if not self._started:
+            self._started = True
+            self.prober.start()
+        return self
 
     def close(self) -> None:
+        """Stop probing.  Corrections stay at the last estimate."""
         self.prober.close()
+
+    def wrap_span_exporter(self, exporter: SpanExporter) -> SpanExporter:
+        """``exporter`` behind the corrector: spans leave with corrected times."""
+        if isinstance(exporter, RewritingSpanExporter):
+            raise ValueError("this span exporter already rewrites timestamps")
+        return RewritingSpanExporter(exporter, self.corrector)
+
+    def wrap_metric_exporter(self, exporter: MetricExporter) -> MetricExporter:
+        """``exporter`` behind the corrector: data points leave with corrected times."""
+        if isinstance(exporter, RewritingMetricExporter):
+            raise ValueError("this metric exporter already rewrites timestamps")
+        return RewritingMetricExporter(exporter, self.corrector)
 
     def register_metrics(self, provider: MeterProvider) -> None:
         """The optional clock metrics of the contract, read at collection."""

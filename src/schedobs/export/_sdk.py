@@ -18,6 +18,11 @@ have no public API in the SDK yet:
 * ``MetricExporter._preferred_temporality`` / ``_preferred_aggregation``,
   carried over by the exporter wrappers so the reader keeps the wrapped
   exporter's choices.
+* for providers someone else built (:func:`attach_to_provider`,
+  :func:`attach_clock`): a ``MeterProvider``'s readers and resource, a
+  ``TracerProvider``'s span processors and where each keeps its exporter, and a
+  periodic reader's exporter, so that clock compensation can be put in front of
+  exporters that already exist.
 
 :func:`check_sdk` runs in :func:`schedobs.configure` before anything starts:
 a release without one of them fails there, with the release and the hook
@@ -31,16 +36,23 @@ from importlib import metadata
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 __all__ = [
     "UnsupportedSdkError",
     "check_sdk",
+    "metric_exporter_slot",
     "preferences",
     "queue_of",
     "readers_of",
+    "span_exporter_slots",
     "span_queue",
 ]
 
@@ -148,3 +160,38 @@ class _Probe(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         pass
+
+
+def span_exporter_slots(provider: TracerProvider) -> list[tuple[Any, str]]:
+    """Where each span processor of a ``TracerProvider`` someone else built keeps its
+    exporter, as ``(holder, attribute)`` (so that it can be wrapped in place).
+
+    The processors are in ``_active_span_processor._span_processors`` in every
+    supported release.  A batch processor keeps its exporter in
+    ``_batch_processor._exporter`` in newer releases and in ``span_exporter`` in
+    older ones; a simple processor in ``span_exporter``.  Processors of other
+    kinds hold no exporter schedobs knows of and are left out.
+    """
+    active: Any = getattr(provider, "_active_span_processor", None)
+    processors = getattr(active, "_span_processors", None)
+    if not isinstance(processors, (tuple, list)):
+        raise _missing(
+            "TracerProvider._active_span_processor._span_processors",
+            "to correct the timestamps of the span exporters a TracerProvider has",
+        )
+    slots: list[tuple[Any, str]] = []
+    for processor in processors:
+        inner: Any = getattr(processor, "_batch_processor", None)
+        if inner is not None and hasattr(inner, "_exporter"):
+            slots.append((inner, "_exporter"))
+        elif "span_exporter" in vars(processor):
+            slots.append((processor, "span_exporter"))
+    return slots
+
+
+def metric_exporter_slot(reader: MetricReader) -> tuple[Any, str] | None:
+    """Where a push reader keeps its exporter (``PeriodicExportingMetricReader._exporter``
+    in every supported release); ``None`` for pull readers such as Prometheus's."""
+    if isinstance(reader, PeriodicExportingMetricReader) and hasattr(reader, "_exporter"):
+        return reader, "_exporter"
+    return None
