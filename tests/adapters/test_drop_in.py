@@ -39,6 +39,31 @@ def test_pools_with_the_default_name_one_after_another_add_up(registry: Registry
     assert registry.names() == ["thread_pool"]
 
 
+def test_a_live_pool_s_waits_are_all_in_the_next_collection(registry: Registry) -> None:
+    """Workers bin their waits in batches; a collection flushes them, so a pool that is
+    still running shows every task that started, not only full batches."""
+    with InstrumentedThreadPoolExecutor(3, name="live", registry=registry) as pool:
+        for n in (1, 10, 300, 1000):
+            for future in [pool.submit(abs, -i) for i in range(n)]:
+                future.result(timeout=10)
+            before = _value(registry, "scheduler.schedule.latency", **{"scheduler.name": "live"})
+            assert before.count == {1: 1, 10: 11, 300: 311, 1000: 1311}[n]
+
+
+def test_pools_made_per_request_leave_no_batches_behind(registry: Registry) -> None:
+    import gc
+
+    for _ in range(30):
+        with InstrumentedThreadPoolExecutor(2, name="per-request", registry=registry) as pool:
+            pool.submit(abs, -1).result(timeout=5)
+    del pool  # its worker threads go with it
+    gc.collect()
+    point = _value(registry, "scheduler.schedule.latency", **{"scheduler.name": "per-request"})
+    assert point.count == 30
+    histogram = SchedulerMetrics.shared("per-request", kind="thread_pool", registry=registry)
+    assert len(histogram.latency(queue="work")._batches) == 0  # every worker's, forgotten
+
+
 @pytest.mark.parametrize("order", ["first made, first shut", "first made, last shut"])
 def test_live_pools_sharing_a_name_sum_their_queues(registry: Registry, order: str) -> None:
     gates = [threading.Event(), threading.Event()]

@@ -24,16 +24,20 @@ def _figures(point: object) -> tuple[object, ...]:
 
 
 def test_a_batch_bins_exactly_as_observe_does(metrics: SchedulerMetrics) -> None:
-    """Values on every bound (upper-inclusive), between them, zero and past the last."""
+    """Values in seconds on every bound, one ulp either side of it (where ``v * 1000``
+    may round onto the bound or past it), between bounds, zero and past the last."""
     rng = random.Random(7)
-    ms = [*LATENCY_BOUNDARIES_MS, 0.0, 20_000.0, *(rng.uniform(0, 3000) for _ in range(5000))]
+    seconds = [0.0, 20.0, *(rng.uniform(0, 3) for _ in range(5000))]
+    for bound in LATENCY_BOUNDARIES_MS:
+        s = bound / 1000.0
+        seconds += [s, math.nextafter(s, 0.0), math.nextafter(s, math.inf)]
     one_by_one = metrics.latency(queue="global")
     batched = metrics.latency(queue="local")
-    for value in ms:
-        one_by_one.observe(value)
+    for value in seconds:
+        one_by_one.observe(value * 1000.0)
     batch = batched.batch(size=97)
-    for value in ms:
-        batch.add(value / 1000.0)
+    for value in seconds:
+        batch.add(value)
     expected, got = one_by_one.snapshot(), batched.snapshot()
     assert _figures(got) == _figures(expected)
     assert got.sum == pytest.approx(expected.sum, rel=1e-12)
@@ -125,3 +129,33 @@ def test_close_flushes_and_detaches(metrics: SchedulerMetrics) -> None:
 def test_a_batch_size_must_be_a_positive_int(metrics: SchedulerMetrics, size: object) -> None:
     with pytest.raises(ValueError, match="size must be an int >= 1"):
         metrics.latency().batch(size=size)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("direction", [0.0, math.inf])
+def test_the_split_is_moved_where_seconds_and_milliseconds_disagree(
+    metrics: SchedulerMetrics, monkeypatch: pytest.MonkeyPatch, direction: float
+) -> None:
+    """The split is looked up in seconds and then checked against ``v * 1000``; with the
+    seconds bounds deliberately a few ulps off, the buckets still match observe()."""
+    from schedobs.contract import _instruments
+
+    def off(s: float) -> float:
+        for _ in range(3):
+            s = math.nextafter(s, direction)
+        return s
+
+    shifted = tuple((ms, off(ms / 1000.0)) for ms, _ in _instruments._BOUND_PAIRS)
+    monkeypatch.setattr(_instruments, "_BOUND_PAIRS", shifted)
+    seconds = []
+    for bound in LATENCY_BOUNDARIES_MS:
+        s = bound / 1000.0
+        for _ in range(4):
+            s = math.nextafter(s, 0.0)
+        for _ in range(9):
+            seconds.append(s)
+            s = math.nextafter(s, math.inf)
+    one_by_one, batched = metrics.latency(queue="global"), metrics.latency(queue="local")
+    for value in seconds:
+        one_by_one.observe(value * 1000.0)
+    batched.observe_many_seconds(seconds)
+    assert _figures(batched.snapshot()) == _figures(one_by_one.snapshot())

@@ -37,6 +37,8 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import sys
 import time
 import weakref
 from collections import deque
@@ -51,6 +53,8 @@ from ._thread_pool import InstrumentedThreadPoolExecutor
 __all__ = ["AsyncioInstrumentation"]
 
 _now = time.perf_counter
+# Where the task factory's fast path applies (see _make_factory).
+_PY311 = sys.version_info[:2] == (3, 11)
 
 
 class AsyncioInstrumentation:
@@ -182,14 +186,7 @@ class AsyncioInstrumentation:
         first_step = self._make_first_step(self._batch)
         task_type = asyncio.Task
 
-        def factory(
-            loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
-        ) -> asyncio.Future[Any]:
-            created = _now()
-            if previous is not None:
-                task: asyncio.Future[Any] = previous(loop, coro, **kwargs)
-            else:
-                task = task_type(coro, loop=loop, **kwargs)
+        def timed(task: asyncio.Future[Any], created: float) -> None:
             # A new task has just queued the handle of its first step at the end of the
             # loop's ready queue: time that handle, and the task stays the one asked for.
             if ready:
@@ -199,9 +196,40 @@ class AsyncioInstrumentation:
                     handle._callback = first_step
                     push_step(step)
                     push_created(created)
+
+        if previous is not None or not _PY311 or not isinstance(ready, deque):
+
+            def factory(
+                loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+            ) -> asyncio.Future[Any]:
+                created = _now()
+                if previous is not None:
+                    task: asyncio.Future[Any] = previous(loop, coro, **kwargs)
+                else:
+                    task = task_type(coro, loop=loop, **kwargs)
+                timed(task, created)
+                return task
+
+            return factory
+
+        # The common case, spelled out because it runs for every task: Python 3.11 passes
+        # a factory at most ``context`` (no ``**kwargs`` dict per call), and asyncio.Task's
+        # constructor queues exactly one handle, its first step, at the end of ``ready``
+        # (no check needed that the last handle is the task's own).
+        def factory_311(
+            loop: asyncio.AbstractEventLoop,
+            coro: Coroutine[Any, Any, Any],
+            context: contextvars.Context | None = None,
+        ) -> asyncio.Future[Any]:
+            created = _now()
+            task = task_type(coro, loop=loop, context=context)  # type: ignore[call-arg]  # 3.11+
+            handle = ready[-1]
+            push_step(handle._callback)
+            handle._callback = first_step
+            push_created(created)
             return task
 
-        return factory
+        return factory_311
 
     def _make_first_step(self, batch: LatencyBatch) -> Callable[[], object]:
         """The callback that replaces a new task's first-step callback.

@@ -11,9 +11,12 @@ Pools with the same ``name`` (the default ``thread_pool``, say, for pools made
 per request) are one scheduler: their counts add up, their queue lengths are
 summed, and the series outlive the pools (see ``SchedulerMetrics.shared``).
 
-The cost is one clock read on each side and a bucket update: ``submit`` queues
-a work item of the standard library's own kind that carries its enqueue time,
-not a wrapper closure around the task (see ``docs/adapters.md`` for figures).
+The cost is one clock read on each side and an append: ``submit`` queues a work
+item of the standard library's own kind that carries its enqueue time, not a
+wrapper closure around the task, and the worker appends the wait to the pool's
+batch, binned 256 at a time and at every collection
+(:meth:`LatencyHistogram.batch`; see ``docs/adapters.md`` for figures).  A
+worker runs no OpenTelemetry context of the submitter's, so no exemplar is lost.
 
 Example::
 
@@ -29,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import thread as _thread
 from typing import Any, TypeVar
 
-from schedobs.contract import LatencyHistogram, Registry, SchedulerMetrics
+from schedobs.contract import LatencyBatch, Registry, SchedulerMetrics
 from schedobs.runtime import RejectedError
 
 __all__ = ["InstrumentedThreadPoolExecutor"]
@@ -49,16 +52,21 @@ class _TimedWorkItem(_thread._WorkItem):  # type: ignore[type-arg]
     """The standard library's work item, which also knows when it was queued."""
 
     # Slots: the two fields do not grow the instance dict the base class gives it.
-    __slots__ = ("enqueued", "latency")
+    __slots__ = ("batch", "enqueued")
     enqueued: float
-    latency: LatencyHistogram
+    batch: LatencyBatch
 
     def run(self) -> None:
         # The standard library's run(), with the start recorded once the task is
         # known not to be cancelled (a cancelled task never started).
         if not self.future.set_running_or_notify_cancel():
             return
-        self.latency.observe((_now() - self.enqueued) * 1000.0)
+        # The pool's one batch, shared by its workers: list.append is atomic, and a
+        # flush takes its values out under the batch's lock.
+        batch = self.batch
+        batch.append(_now() - self.enqueued)
+        if len(batch.pending) >= batch.size:
+            batch.flush()
         try:
             result = self.fn(*self.args, **self.kwargs)
         except BaseException as exc:
@@ -90,6 +98,8 @@ class InstrumentedThreadPoolExecutor(ThreadPoolExecutor):
         #: The scheduler's metrics, shared by every pool of the same ``name``.
         self.metrics = SchedulerMetrics.shared(name, kind="thread_pool", registry=registry)
         self._latency = self.metrics.latency(queue="work")
+        # Forgotten by the series once the pool is gone (after a last flush).
+        self._batch = self._latency.batch(owner=self)
         self._queue_full = self.metrics.rejections("queue_full")
         self._refused_shutdown = self.metrics.rejections("shutdown")
         self._detach = self.metrics.add_queue_length_source(self._work_queue.qsize, queue="work")
@@ -112,7 +122,7 @@ class InstrumentedThreadPoolExecutor(ThreadPoolExecutor):
                 raise RuntimeError(f"cannot schedule new futures after {what}")
             future: Future[_T] = Future()
             item = _TimedWorkItem(future, fn, args, kwargs)
-            item.latency = self._latency
+            item.batch = self._batch
             item.enqueued = _now()
             self._work_queue.put(item)
             self._adjust_thread_count()
@@ -138,5 +148,6 @@ class InstrumentedThreadPoolExecutor(ThreadPoolExecutor):
         try:
             super().shutdown(wait=wait, cancel_futures=cancel_futures)
         finally:
-            if wait:
+            if wait:  # every worker has finished: its waits are all in the batch
                 self._detach()
+                self._batch.close()

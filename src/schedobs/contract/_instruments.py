@@ -14,8 +14,7 @@ import math
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping
-from itertools import repeat
-from operator import add, mul
+from operator import add
 
 from schedobs._shards import Row, Shards
 
@@ -36,6 +35,8 @@ _SUM = _NBUCKETS
 _MIN = _NBUCKETS + 1
 _MAX = _NBUCKETS + 2
 _INF = math.inf
+# Each bound in milliseconds with its value in seconds (see observe_many_seconds).
+_BOUND_PAIRS = tuple((bound, bound / 1000.0) for bound in _BOUNDS)
 
 
 def _fold_histogram(into: Row, row: Row) -> None:
@@ -174,34 +175,43 @@ class LatencyHistogram:
     def observe_many_seconds(self, values: Iterable[float]) -> None:
         """Record latencies given in **seconds**, binned together (see ``_batch``).
 
-        The same figures as one :meth:`observe` per value, without exemplars.
+        The same buckets, min and max as one :meth:`observe` of ``v * 1000`` per
+        value, without exemplars.
         """
-        ms = sorted(map(mul, values, repeat(1000.0)))
-        if not ms:
+        secs = sorted(values)
+        if not secs:
             return
-        total = sum(ms)
+        total = sum(secs)
         # NaN makes the total NaN; sorted, the first value is the least one.
-        if not (ms[0] >= 0.0 and total < _INF):
-            for value in ms:
-                self.observe(value)
+        if not (secs[0] >= 0.0 and total < _INF):
+            for value in secs:
+                self.observe(value * 1000.0)
             return
         try:
             row = self._local.row
         except AttributeError:
             row = self._shards.new_row()
-        row[_SUM] += total
+        row[_SUM] += total * 1000.0
+        n = len(secs)
         below = 0
-        # observe() puts v in the first bucket whose bound is >= v: bucket i holds the
-        # values <= bounds[i] less those <= bounds[i - 1].
-        for i, bound in enumerate(_BOUNDS):
-            upto = bisect_right(ms, bound)
+        # observe() puts v in the first bucket whose bound is >= v * 1000: bucket i holds
+        # the values up to bounds[i] less those up to bounds[i - 1]. The split is found
+        # in seconds (no product per value) and then moved, rarely, past any value whose
+        # product rounds to the other side of the bound.
+        for i, (bound, bound_s) in enumerate(_BOUND_PAIRS):
+            upto = bisect_right(secs, bound_s, below)
+            while upto < n and secs[upto] * 1000.0 <= bound:
+                upto += 1
+            while upto > below and secs[upto - 1] * 1000.0 > bound:
+                upto -= 1
             row[i] += upto - below
             below = upto
-        row[_NBUCKETS - 1] += len(ms) - below
-        if ms[0] < row[_MIN]:
-            row[_MIN] = ms[0]
-        if ms[-1] > row[_MAX]:
-            row[_MAX] = ms[-1]
+        row[_NBUCKETS - 1] += n - below
+        low, high = secs[0] * 1000.0, secs[-1] * 1000.0
+        if low < row[_MIN]:
+            row[_MIN] = low
+        if high > row[_MAX]:
+            row[_MAX] = high
 
     def snapshot(self) -> HistogramPoint:
         """The cumulative state of this series."""
