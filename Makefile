@@ -52,7 +52,8 @@ system-deps:
 # VictoriaMetrics, a real OTLP metrics backend (docs/architecture.md): Debian trixie's package
 # (1.112; bookworm's 1.79 predates OTLP ingestion), fetched with apt's own tools
 # through a private source list and unpacked into .cache/, never installed and
-# never touching the system's sources.  Its binary runs on bookworm.
+# never touching the system's sources.  Its binary runs on bookworm.  The mirror is
+# the one the system's apt sources name (tools/debian-mirror.sh) or $DEBIAN_MIRROR.
 VM_CACHE = .cache/victoria-metrics
 VM_BIN = $(VM_CACHE)/root/usr/bin/victoria-metrics
 VM_APT = -o Dir::Etc::sourcelist=$(CURDIR)/$(VM_CACHE)/sources.list -o Dir::Etc::sourceparts=- \
@@ -60,7 +61,7 @@ VM_APT = -o Dir::Etc::sourcelist=$(CURDIR)/$(VM_CACHE)/sources.list -o Dir::Etc:
 	-o Debug::NoLocking=1
 $(VM_BIN):
 	mkdir -p $(VM_CACHE)/lists/partial $(VM_CACHE)/cache/archives/partial
-	echo "deb http://deb.debian.org/debian trixie main" > $(VM_CACHE)/sources.list
+	echo "deb $${DEBIAN_MIRROR:-$$(tools/debian-mirror.sh)} trixie main" > $(VM_CACHE)/sources.list
 	apt-get -qq $(VM_APT) update
 	cd $(VM_CACHE) && apt-get -qq $(VM_APT) download victoria-metrics
 	dpkg -x $(VM_CACHE)/victoria-metrics_*.deb $(VM_CACHE)/root

@@ -14,7 +14,8 @@ root=$(cd "$here/../.." && pwd)
 cache="$root/.cache/compose"
 python=${PYTHON:-$root/.venv/bin/python}
 docker=${DOCKER:-docker}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror this machine's apt sources use, unless DEBIAN_MIRROR names another.
+mirror=${DEBIAN_MIRROR:-$("$root/tools/debian-mirror.sh")}
 # The Phoenix release the stack was tested with (a trace backend with a UI).
 phoenix_version=${PHOENIX_VERSION:-$(cat "$here/images/PHOENIX_VERSION")}
 

@@ -61,6 +61,9 @@ def test_prometheus_disabled(registry: Registry) -> None:
 
 
 def test_port_in_use_is_a_clear_error_and_starts_nothing(registry: Registry) -> None:
+    import threading
+
+    threads = set(threading.enumerate())
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -69,6 +72,7 @@ def test_port_in_use_is_a_clear_error_and_starts_nothing(registry: Registry) -> 
             OSError, match=f"cannot serve Prometheus metrics on 127.0.0.1:{port}.*in use"
         ):
             configure(prometheus=f"127.0.0.1:{port}", registry=registry, set_global=False)
+    assert set(threading.enumerate()) - threads == set()  # no reader, prober or server thread
 
 
 def test_invalid_settings_fail_before_anything_starts(registry: Registry) -> None:

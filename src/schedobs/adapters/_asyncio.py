@@ -45,6 +45,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from schedobs._checks import is_number
 from schedobs.contract import LatencyBatch, Registry, SchedulerMetrics
 from schedobs.contract import exemplars as _exemplars
 
@@ -74,9 +75,7 @@ class AsyncioInstrumentation:
         """``probe_interval``: seconds between loop-lag probes (unused with ``task_timing``);
         ``default_executor``: make the loop's default executor an instrumented pool of
         ``executor_workers`` threads (the standard library's default when ``None``)."""
-        if isinstance(probe_interval, bool) or not (
-            isinstance(probe_interval, (int, float)) and probe_interval > 0
-        ):
+        if not (is_number(probe_interval) and probe_interval > 0):
             raise ValueError(f"probe_interval must be a number > 0, got {probe_interval!r}")
         self._loop = loop
         self._registry = registry

@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import thread as _thread
 from typing import Any, TypeVar
 
+from schedobs._checks import is_int
 from schedobs.contract import LatencyBatch, Registry, SchedulerMetrics
 from schedobs.runtime import RejectedError
 
@@ -90,9 +91,7 @@ class InstrumentedThreadPoolExecutor(ThreadPoolExecutor):
         registry: Registry | None = None,
         max_queued: int | None = None,
     ) -> None:
-        if max_queued is not None and (
-            isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1
-        ):
+        if max_queued is not None and (not is_int(max_queued) or max_queued < 1):
             raise ValueError(f"max_queued must be an int >= 1 or None, got {max_queued!r}")
         super().__init__(max_workers, thread_name_prefix, initializer, initargs)
         #: The scheduler's metrics, shared by every pool of the same ``name``.

@@ -64,6 +64,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from schedobs import _forksafe
+from schedobs._checks import is_int
 
 from ._kalman import FilterBank
 
@@ -239,7 +240,7 @@ class OffsetEstimator:
     @staticmethod
     def _reduce(t1: int, t2: int, t3: int, t4: int) -> Sample:
         for name, value in (("t1", t1), ("t2", t2), ("t3", t3), ("t4", t4)):
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not is_int(value):
                 raise TypeError(f"{name} must be an int of nanoseconds, got {value!r}")
         if t4 < t1:
             raise ValueError(f"t4 ({t4}) is before t1 ({t1}): the reply came before the request")

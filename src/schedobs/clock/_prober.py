@@ -41,6 +41,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from schedobs._address import split_host_port
+
 from ._estimator import OffsetEstimator
 from ._ntp import KissOfDeathError, NtpKey, UnsynchronisedError, query
 from ._protocol import ProtocolError, Response, decode, encode_request
@@ -59,27 +61,6 @@ _PAIR_NS = 20_000  # two readings this close were not split by a preemption
 _PAIR_TRIES = 5
 
 
-def _host_port(value: str, default_port: int | None) -> tuple[str, int] | None:
-    """``host[:port]`` (an IPv6 host in brackets) → ``(host, port)``, or ``None`` if malformed."""
-    port: int | None = default_port
-    if value.startswith("["):
-        host, bracket, rest = value[1:].partition("]")
-        if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
-            return None
-        if rest:
-            port = int(rest[1:])
-    elif ":" in value:
-        host, _, port_text = value.rpartition(":")
-        if not port_text.isdigit():
-            return None
-        port = int(port_text)
-    else:
-        host = value
-    if not host or port is None or not 0 < port < 65536:
-        return None
-    return host, port
-
-
 _FORMS = "'ntp://time.example', 'redis://broker:6379' or '127.0.0.1:7123'"
 
 
@@ -93,7 +74,7 @@ def parse_reference(value: str) -> tuple[str, str, int]:
         redis = parse_redis_url(value)
         return ("redis", redis.host, redis.port)
     if value.startswith("ntp://"):
-        address = _host_port(value[len("ntp://") :].rstrip("/"), _NTP_PORT)
+        address = split_host_port(value[len("ntp://") :].rstrip("/"), _NTP_PORT)
         if address is None:
             raise ValueError(f"an NTP reference looks like 'ntp://time.example:123', got {value!r}")
         return ("ntp", *address)
@@ -103,7 +84,7 @@ def parse_reference(value: str) -> tuple[str, str, int]:
             f"clock reference scheme {scheme!r} is not supported: it must look like "
             f"{_FORMS}, got {value!r}"
         )
-    address = _host_port(value, None)
+    address = split_host_port(value, None)
     if address is None:
         raise ValueError(f"clock reference must look like {_FORMS}, got {value!r}")
     return ("schedobs", *address)
@@ -140,12 +121,6 @@ def estimator_for(reference: str) -> OffsetEstimator:
     if parse_reference(reference)[0] == "redis":
         return OffsetEstimator(host_asymmetry_ns=REDIS_HOST_ASYMMETRY_NS)
     return OffsetEstimator()
-
-
-def parse_address(value: str) -> tuple[str, int]:
-    """``"host:port"`` (``"[::1]:123"`` for IPv6) → ``(host, port)``; ``ValueError`` otherwise."""
-    _, host, port = parse_reference(value)
-    return host, port
 
 
 class ClockProber:

@@ -25,6 +25,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from schedobs._checks import is_int
+
 if TYPE_CHECKING:
     from ._instruments import LatencyHistogram
 
@@ -52,7 +54,7 @@ class LatencyBatch:
     def __init__(
         self, histogram: LatencyHistogram, size: int = DEFAULT_SIZE, owner: object = None
     ) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        if not is_int(size) or size < 1:
             raise ValueError(f"size must be an int >= 1, got {size!r}")
         self._histogram = histogram
         self._lock = threading.Lock()

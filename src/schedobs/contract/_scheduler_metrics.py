@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import TypeVar
 
+from schedobs._checks import is_number
+
 from ._exemplars import Exemplar
 from ._instruments import LatencyHistogram, QueueLengthGauge, RejectionCounter
 from ._points import CounterPoint, GaugePoint, HistogramPoint, Point
@@ -521,7 +523,7 @@ def _histogram_problem(spec: MetricSpec, value: object) -> str | None:
     ):
         return f"gave bucket counts {counts!r} for {spec.name}; it needs {expected} ints >= 0"
     for what, number in (("sum", total), ("min", low), ("max", high)):
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
+        if not is_number(number):
             return f"gave a {what} of {number!r} for {spec.name}"
         if not math.isfinite(number) or number < 0:
             return f"gave a {what} of {number!r} for {spec.name}; it must be finite and >= 0"

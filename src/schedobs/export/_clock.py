@@ -16,6 +16,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from schedobs._checks import is_number
 from schedobs.clock import (
     ClockCorrector,
     ClockProber,
@@ -75,9 +76,7 @@ class ClockCompensation:
         ``"host:port"`` of ``schedobs clock serve``; ``key``: authenticates probes
         (as ``configure(clock_key=)``); ``interval``: seconds between probe bursts;
         ``max_adjust``: the largest correction applied, in seconds."""
-        if isinstance(max_adjust, bool) or not (
-            isinstance(max_adjust, (int, float)) and max_adjust > 0
-        ):
+        if not (is_number(max_adjust) and max_adjust > 0):
             raise ValueError(
                 f"clock_max_adjust must be a number of seconds > 0, got {max_adjust!r}"
             )

@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from schedobs._address import split_host_port
+from schedobs._checks import is_number
+
 __all__ = ["DEFAULT", "DEFAULT_PROMETHEUS", "ExportSettings", "OtlpSignal", "resolve_settings"]
 
 
@@ -118,7 +121,7 @@ def _seconds(
             raise ValueError(f"{env_var} must be a number of milliseconds, got {raw!r}") from None
         value = millis / 1000.0
         what = env_var
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError(
             f"{what} must be a number of seconds, got {type(value).__name__}: {value!r}"
         )
@@ -236,14 +239,12 @@ def parse_host_port(what: str, value: object) -> tuple[str, int]:
     """Parse ``"host:port"`` (``"[::1]:9464"`` for IPv6); port 0 picks a free port."""
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a 'host:port' str or None, got {type(value).__name__}")
-    host, sep, port_text = value.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"{what} must look like '127.0.0.1:9464', got {value!r}")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"{what} port must be 0..65535, got {port}")
-    return host, port
+    address = split_host_port(value, allow_zero=True)
+    if address is None:
+        raise ValueError(
+            f"{what} must look like '127.0.0.1:9464' (port 0..65535, 0: any free), got {value!r}"
+        )
+    return address
 
 
 def _prometheus(value: object, env: Mapping[str, str]) -> tuple[str, int] | None:

@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from schedobs._checks import is_int
+
 from ._ops import Park, blocking_wait, current_m
 
 if TYPE_CHECKING:
@@ -101,7 +103,7 @@ class Chan(Generic[_T]):
     """
 
     def __init__(self, capacity: int = 0) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+        if not is_int(capacity) or capacity < 0:
             raise ValueError(f"capacity must be an int >= 0, got {capacity!r}")
         self.capacity = capacity
         self._lock = threading.Lock()
@@ -294,7 +296,7 @@ class WaitGroup:
 
     def add(self, n: int = 1) -> None:
         """Add ``n`` (may be negative); waiters wake when the counter reaches zero."""
-        if isinstance(n, bool) or not isinstance(n, int):
+        if not is_int(n):
             raise TypeError(f"n must be an int, got {type(n).__name__}")
         with self._lock:
             if self._count + n < 0:

@@ -11,7 +11,8 @@ suspends the task with a small marker object that the M interprets::
     (channels, wait groups)    -> Park        park until another task wakes us
 
 Plain callables cannot be suspended; they use :func:`syscall` around blocking
-code instead, and :func:`checkpoint_sync`.
+code instead, and are never preempted (the monitor counts one that runs long
+as ``long_running``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from schedobs._checks import is_number
 
 if TYPE_CHECKING:
     from ._machine import M
@@ -148,7 +151,7 @@ def checkpoint() -> Checkpoint:
 
 def sleep(seconds: float) -> Sleep:
     """Sleep without holding an M: the task parks on a timer (``await``/``yield`` it)."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+    if not is_number(seconds):
         raise TypeError(f"seconds must be a number, got {type(seconds).__name__}")
     if math.isnan(seconds):
         raise ValueError("seconds must not be NaN")

@@ -22,12 +22,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._task import Task
 
-__all__ = ["LOCAL_CAPACITY", "GlobalQueue", "LocalQueue", "steal_half", "take_batch"]
+__all__ = ["LOCAL_CAPACITY", "overflow", "steal_half", "take_batch"]
 
 LOCAL_CAPACITY = 256
-
-LocalQueue = deque  # of Task; a type alias: no wrapper on the hot path
-GlobalQueue = deque
 
 
 def overflow(local: deque[Task], task: Task, global_queue: deque[Task]) -> None:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
+from schedobs._checks import is_int, is_number
+
 from . import _process
 from ._future import RuntimeFuture
 from ._machine import M
@@ -32,13 +34,13 @@ def _cpus(pin: bool | Sequence[int]) -> list[int]:
         affinity = getattr(os, "sched_getaffinity", None)
         return sorted(affinity(0)) if affinity is not None else []
     cpus = list(pin)
-    if not cpus or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in cpus):
+    if not cpus or any(not is_int(c) or c < 0 for c in cpus):
         raise ValueError(f"pin_cpus must be True, False or CPU numbers, got {pin!r}")
     return cpus
 
 
 def _int_at_least(what: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise TypeError(f"{what} must be an int, got {type(value).__name__}")
     if value < low:
         raise ValueError(f"{what} must be >= {low}, got {value}")
@@ -104,28 +106,25 @@ class Runtime(Executor):
         if max_workers is not None:
             if procs is not None:
                 raise TypeError("give procs or max_workers (its ThreadPoolExecutor name), not both")
-            valid_int = isinstance(max_workers, int) and not isinstance(max_workers, bool)
-            if valid_int and max_workers <= 0:
+            if is_int(max_workers) and max_workers <= 0:
                 raise ValueError("max_workers must be greater than 0")  # the stdlib's words
             procs = max_workers
         procs = _int_at_least("procs", os.cpu_count() or 1 if procs is None else procs, 1)
         _int_at_least("max_threads", max_threads, 1)
         if max_threads < procs:
             raise ValueError(f"max_threads ({max_threads}) must be >= procs ({procs})")
-        if max_queued is not None and (
-            isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1
-        ):
+        if max_queued is not None and (not is_int(max_queued) or max_queued < 1):
             raise ValueError(f"max_queued must be an int >= 1 or None, got {max_queued!r}")
         for what, secs in (
             ("syscall_threshold", syscall_threshold),
             ("preempt_after", preempt_after),
         ):
-            if isinstance(secs, bool) or not isinstance(secs, (int, float)) or not secs > 0:
+            if not is_number(secs) or not secs > 0:
                 raise ValueError(f"{what} must be a number of seconds > 0, got {secs!r}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
         for what, count in (("warm_threads", warm_threads), ("groups", groups)):
-            if isinstance(count, bool) or not isinstance(count, int) or count < (what == "groups"):
+            if not is_int(count) or count < (what == "groups"):
                 raise ValueError(f"{what} must be an int >= {int(what == 'groups')}, got {count!r}")
         cpus = _cpus(pin_cpus)
 
@@ -263,7 +262,7 @@ class Runtime(Executor):
         P's local queue moves to the global queue.  Each change counts as a
         scale event (``scheduler.scale_events``).
         """
-        if isinstance(procs, bool) or not isinstance(procs, int) or procs < 1:
+        if not is_int(procs) or procs < 1:
             raise ValueError(f"procs must be an int >= 1, got {procs!r}")
         if procs > self._sched.max_threads:
             raise ValueError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from schedobs._checks import is_int, is_number
+
 __all__ = ["SLA_WEIGHTS", "ConstraintError", "Limits", "Tenant"]
 
 #: Default SLA classes and their weights.
@@ -24,8 +26,7 @@ class ConstraintError(ValueError):
 def _positive(what: str, value: object, *, allow_none: bool = False, integer: bool = False) -> None:
     if value is None and allow_none:
         return
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if not (is_int(value) or (not integer and is_number(value))):
         raise TypeError(f"{what} must be a {'int' if integer else 'number'}, got {value!r}")
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{what} must be > 0, got {value!r}")
@@ -71,9 +72,7 @@ class Tenant:
                 f"tenant {self.name!r}: cpu_quota {self.cpu_quota} is above the capacity "
                 f"({capacity} processors)"
             )
-        if isinstance(self.cpu_request, bool) or not (
-            isinstance(self.cpu_request, (int, float)) and 0 <= self.cpu_request <= self.cpu_quota
-        ):
+        if not (is_number(self.cpu_request) and 0 <= self.cpu_request <= self.cpu_quota):
             raise ValueError(
                 f"tenant {self.name!r}: cpu_request must be within [0, cpu_quota], "
                 f"got {self.cpu_request!r}"
