@@ -41,7 +41,7 @@ def test_clock_references_and_the_scrape_endpoint_read_addresses_alike() -> None
     for value in ("127.0.0.1:7123", "[::1]:7123", "clock.internal:7123"):
         assert parse_reference(value)[1:] == parse_host_port("prometheus", value)
     for bad in ("127.0.0.1:", "[::1", "host:x"):
-        with pytest.raises(ValueError, match="looks like"):
+        with pytest.raises(ValueError, match="clock reference must look like"):
             parse_reference(bad)
         with pytest.raises(ValueError, match="must look like"):
             parse_host_port("prometheus", bad)
