@@ -48,6 +48,8 @@ class ChronyServer:
             "".join(f"{k.key_id} {k.hash_name} HEX:{k.secret.hex()}\n" for k in self.keys.values())
         )
         keyfile.chmod(0o600)
+        #: The key file chronyd reads (three keys: ids 1, 2, 3).
+        self.keyfile = keyfile
         config = workdir / "chrony.conf"
         config.write_text(
             f"port {self.port}\n"

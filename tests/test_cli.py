@@ -16,6 +16,7 @@ from schedobs._cli import main
 from schedobs.contract import CONTRACT_VERSION, Registry
 from schedobs.export import configure
 
+from ._chrony_server import ChronyServer
 from ._workload import record
 
 
@@ -262,3 +263,18 @@ def test_the_demo_drains_on_sigterm_as_on_ctrl_c(sig: str) -> None:
     assert proc.returncode == 0, out + err
     assert "; draining" in out and ": exact" in out
     assert "Traceback" not in err
+
+
+def test_clock_probe_takes_the_key_id_it_is_given_from_chronys_key_file(
+    chrony_server: ChronyServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """chrony's key file holds three keys; probing used to take the first one silently."""
+    keyfile = str(chrony_server.keyfile)
+    reference = f"ntp://{chrony_server.address}"
+    base = ["clock", "probe", reference, "--key-file", keyfile, "--count", "2", "--interval", "0"]
+    assert main([*base, "--key-id", "3"]) == 0
+    capsys.readouterr()
+    assert main(base) == 2
+    assert "holds 3 keys (ids: 1, 2, 3): say which one" in capsys.readouterr().err
+    assert main([*base, "--key-id", "9"]) == 2
+    assert "holds no key 9" in capsys.readouterr().err

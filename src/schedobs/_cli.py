@@ -9,8 +9,12 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from schedobs._version import __version__
+
+if TYPE_CHECKING:
+    from schedobs.clock import NtpKey
 
 __all__ = ["main"]
 
@@ -132,16 +136,15 @@ def _cmd_clock_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_ntp_key(path: str | None) -> str | None:
-    """The first key line of a chrony/ntpd key file (``1 SHA256 HEX:…``)."""
+def _read_ntp_key(path: str | None, key_id: int | None) -> NtpKey | None:
+    """The key ``key_id`` of a chrony/ntpd key file (the only one when not given)."""
+    from schedobs.clock import NtpKey
+
     if path is None:
+        if key_id is not None:
+            raise ValueError("--key-id chooses a key from --key-file; give the file too")
         return None
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                return line
-    raise ValueError(f"{path} holds no key line (like '1 SHA256 HEX:…')")
+    return NtpKey.from_file(path, key_id)
 
 
 def _cmd_clock_probe(args: argparse.Namespace) -> int:
@@ -155,7 +158,9 @@ def _cmd_clock_probe(args: argparse.Namespace) -> int:
     count = args.count if args.count is not None else (4 if ntp else 8)
     try:
         estimator = estimator_for(args.reference)
-        key = _read_ntp_key(args.key_file) if ntp else _read_key(args.key_file)
+        if args.key_id is not None and not ntp:
+            raise ValueError("--key-id is for NTP key files; a host:port reference has one key")
+        key = _read_ntp_key(args.key_file, args.key_id) if ntp else _read_key(args.key_file)
         prober = ClockProber(args.reference, estimator, key=key)
     except (OSError, ValueError) as exc:
         print(f"schedobs clock probe: {exc}", file=sys.stderr)
@@ -271,7 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument(
         "--key-file",
         default=None,
-        help="NTP: a chrony/ntpd key file (its first key line); host:port: a shared key",
+        help="NTP: a chrony/ntpd key file; host:port: a shared key",
+    )
+    probe.add_argument(
+        "--key-id",
+        type=_positive_count,
+        default=None,
+        help="NTP: which key of --key-file the server uses (needed when it holds several)",
     )
     probe.set_defaults(func=_cmd_clock_probe)
     return parser

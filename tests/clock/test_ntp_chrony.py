@@ -61,12 +61,23 @@ def test_a_wrong_key_gets_no_time(chrony_server: ChronyServer) -> None:
 
 
 def _skewed_clock(skew_ns: int = 37_000_000, ppm: int = 40):  # type: ignore[no-untyped-def]
+    """A local clock ``skew_ns`` ahead of this host's and running ``ppm`` fast.
+
+    ``clock.truth(local)`` is the true offset (reference − local) at the local time
+    ``local``, computed, not read: two readings would differ by whatever ran between them."""
     t0 = time.time_ns()
 
     def clock() -> int:
         now = time.time_ns()
         return now + skew_ns + (now - t0) * ppm // 1_000_000
 
+    def truth(local: int) -> int:
+        # local − skew − t0 = d·(1 + ppm/1e6) with d = now − t0: solved in the small
+        # quantities, where a float is exact to well under a nanosecond.
+        elapsed = round((local - skew_ns - t0) * 1_000_000 / (1_000_000 + ppm))
+        return t0 + elapsed - local
+
+    clock.truth = truth  # type: ignore[attr-defined]
     return clock
 
 
@@ -97,8 +108,9 @@ def test_the_estimate_converges_within_its_reported_uncertainty(
         for _ in range(30):
             prober.probe_once(sock)
             time.sleep(0.05)
-    estimate = estimator.estimate(at_ns=clock())
-    truth = time.time_ns() - clock()
+    at = clock()
+    estimate = estimator.estimate(at_ns=at)
+    truth = clock.truth(at)
     assert estimate is not None
     assert abs(estimate.offset_ns - truth) <= 3 * estimate.uncertainty_ns
     # The local clock runs 40 ppm fast, so the offset (reference − local) falls at

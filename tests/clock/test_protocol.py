@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -133,8 +134,11 @@ def test_unauthenticated_probes_get_no_answer_from_a_keyed_server() -> None:
         assert est.estimate() is None
 
 
-def test_forged_replies_with_the_right_shape_but_wrong_mac_are_counted() -> None:
-    """Deliver a forged reply to the prober's own socket, from the server's address."""
+def test_forged_replies_beside_the_real_one_are_said_and_the_probe_is_a_sample(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Deliver forged replies to the prober's own socket, from the server's address, then
+    the real one: the probe is a sample (one outcome per probe), the forgery is logged."""
     est = OffsetEstimator()
     a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     a.bind(("127.0.0.1", 0))
@@ -154,12 +158,14 @@ def test_forged_replies_with_the_right_shape_but_wrong_mac_are_counted() -> None
 
     t = threading.Thread(target=answer)
     t.start()
-    assert prober.probe_once(a)
+    with caplog.at_level(logging.WARNING, logger="schedobs"):
+        assert prober.probe_once(a)
     t.join()
     a.close()
     b.close()
-    assert prober.spoofed == 2
+    assert prober.outcomes()["invalid"] == 0 and prober.outcomes()["lost"] == 0
     assert prober.samples == 1
+    assert sum("could not be used" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_bad_configuration() -> None:

@@ -131,6 +131,36 @@ class NtpKey:
             secret = value.removeprefix("ASCII:").encode()
         return cls(key_id, hash_name, secret)
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], key_id: int | None = None) -> NtpKey:
+        """The key ``key_id`` of a chrony/ntpd key file (``#`` comments, one key per line).
+
+        Without ``key_id`` the file must hold exactly one key: with several, which
+        one the server expects cannot be guessed, and a wrong guess only shows as
+        replies that never verify.  ``ValueError`` names the ids the file holds.
+        """
+        keys: dict[int, NtpKey] = {}
+        with open(path, encoding="utf-8") as fh:
+            for number, raw in enumerate(fh, 1):
+                line = raw.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                try:
+                    key = cls.parse(line)
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{number}: {exc}") from None
+                keys[key.key_id] = key
+        ids = ", ".join(map(str, sorted(keys))) or "none"
+        if key_id is not None:
+            if key_id not in keys:
+                raise ValueError(f"{path} holds no key {key_id} (its key ids: {ids})")
+            return keys[key_id]
+        if len(keys) != 1:
+            raise ValueError(
+                f"{path} holds {len(keys)} keys (ids: {ids}): say which one the server uses"
+            )
+        return next(iter(keys.values()))
+
     def digest(self, packet: bytes) -> bytes:
         """The MAC digest of ``packet``: hash(secret ‖ packet), at most 20 bytes."""
         h = hashlib.new(_HASHES[self.hash_name.upper()])
@@ -261,13 +291,16 @@ def query(
     key: NtpKey | None = None,
     clock_ns: Callable[[], int] = time.time_ns,
     timeout: float = 1.0,
+    rejected: Callable[[NtpError], None] | None = None,
 ) -> tuple[int, int, int, int, NtpReply]:
     """One exchange with the server ``sock`` is connected to: ``(t1, t2, t3, t4, reply)``.
 
     ``t1``/``t4`` are read from ``clock_ns`` (the local clock); datagrams that
-    are not the reply to this request (stale, forged, unsigned) are skipped
-    until ``timeout``.  Raises ``TimeoutError`` with no usable reply in time,
-    :class:`KissOfDeathError` or :class:`UnsynchronisedError` as the server says so.
+    are not the reply to this request (stale, forged, unsigned, a bad MAC) are
+    skipped until ``timeout`` — a forged datagram must not keep the genuine
+    reply out — and each is handed to ``rejected``.  Raises ``TimeoutError``
+    with no usable reply in time, :class:`KissOfDeathError` or
+    :class:`UnsynchronisedError` as the server says so.
     """
     nonce = new_nonce()
     request = encode_request(nonce, key)  # before t1: its MAC must not count as path delay
@@ -282,6 +315,8 @@ def query(
             reply = decode_reply(datagram, nonce=nonce, near_unix_ns=t4, key=key)
         except (KissOfDeathError, UnsynchronisedError):
             raise
-        except NtpError:
+        except NtpError as error:
+            if rejected is not None:
+                rejected(error)
             continue  # not ours or not genuine: keep waiting for the real reply
         return t1, reply.receive_ns, reply.transmit_ns, t4, reply

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from schedobs._address import split_host_port
 
 from ._estimator import OffsetEstimator
-from ._ntp import KissOfDeathError, NtpKey, UnsynchronisedError, query
+from ._ntp import KissOfDeathError, NtpError, NtpKey, UnsynchronisedError, query
 from ._protocol import ProtocolError, Response, decode, encode_request
 from ._redis import HOST_ASYMMETRY_NS as REDIS_HOST_ASYMMETRY_NS
 from ._redis import RedisError, RedisReference, parse_redis_url
@@ -188,9 +188,11 @@ class ClockProber:
         self._thread = threading.Thread(target=self._run, name="schedobs-clock-prober", daemon=True)
         #: Exchanges that produced a sample.
         self.samples = 0
-        #: Probes with no valid reply in time.
+        #: Probes that got no reply at all in time.
         self.lost = 0
-        #: Replies dropped: malformed, bad MAC, wrong sequence or echo (spoofing).
+        #: Probes whose only replies were unusable: malformed, a bad or missing MAC,
+        #: a wrong sequence, nonce or echo (forged or stale).  One outcome per probe:
+        #: unusable datagrams beside a genuine reply do not make its sample invalid.
         self.spoofed = 0
         #: Local wall-clock steps seen.
         self.local_steps = 0
@@ -297,12 +299,14 @@ class ClockProber:
             _log.warning(message, *args)
 
     def _probe_ntp(self, sock: socket.socket) -> bool:
+        unusable: list[NtpError] = []
         try:
             t1, t2, t3, t4, _reply = query(
-                sock, key=self._ntp_key, clock_ns=self._clock, timeout=self._timeout
-            )
+                sock, key=self._ntp_key, clock_ns=self._clock, timeout=self._timeout,
+                rejected=unusable.append,
+            )  # fmt: skip
         except (TimeoutError, OSError):
-            self.lost += 1
+            self._no_reply(unusable[0] if unusable else None)
             return False
         except KissOfDeathError as kiss:
             self.kisses[kiss.code] = self.kisses.get(kiss.code, 0) + 1
@@ -328,6 +332,8 @@ class ClockProber:
             self._warn_once("unsynchronised", "NTP server %s:%d is not synchronised itself: "
                             "its replies are not used", *self.reference)  # fmt: skip
             return False
+        if unusable:
+            self._unusable(unusable[0])
         return self._add(t1, t2, t3, t4)
 
     def _probe_redis(self, sock: socket.socket) -> bool:
@@ -355,25 +361,45 @@ class ClockProber:
             self.lost += 1
             return False
         deadline = time.monotonic() + self._timeout
+        unusable: Exception | None = None
         while True:
             left = deadline - time.monotonic()
-            if left <= 0:
-                self.lost += 1
-                return False
             try:
+                if left <= 0:
+                    raise TimeoutError
                 datagram, _, t4 = receive(sock, self._clock, left, sent)
             except (TimeoutError, OSError):
-                self.lost += 1
+                self._no_reply(unusable)
                 return False
             try:
                 message = decode(datagram, self._key)
-            except ProtocolError:
-                self.spoofed += 1
+            except ProtocolError as error:
+                unusable = error
                 continue
             if not isinstance(message, Response) or message.seq != seq or message.t1 != t1:
-                self.spoofed += 1  # a stale or forged reply: keep waiting for ours
+                # A stale or forged reply: keep waiting for ours.
+                unusable = ProtocolError("a reply to another request (stale or forged)")
                 continue
+            if unusable is not None:
+                self._unusable(unusable)
             return self._add(sent, message.t2, message.t3, t4)
+
+    def _no_reply(self, unusable: Exception | None) -> None:
+        """A probe ended with no usable reply: ``lost`` if nothing came back, else
+        ``invalid`` (said once, with what was wrong with the first unusable reply)."""
+        if unusable is None:
+            self.lost += 1
+            return
+        self.spoofed += 1
+        self._unusable(unusable)
+
+    def _unusable(self, error: Exception) -> None:
+        # Said once, whether or not the genuine reply also came: either way someone
+        # answers with a wrong key, or answers in the reference's place.
+        self._warn_once(
+            "unusable", "clock reference %s:%d: a reply could not be used (%s): check the key "
+            "and that nothing else answers in its place", *self.reference, error,
+        )  # fmt: skip
 
     def open_socket(self) -> socket.socket:
         """A UDP socket connected to the reference, with kernel timestamps where available;
