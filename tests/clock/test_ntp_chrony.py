@@ -99,11 +99,12 @@ def test_the_prober_measures_through_ntp(chrony_server: ChronyServer) -> None:
 def test_the_estimate_converges_within_its_reported_uncertainty(
     chrony_server: ChronyServer,
 ) -> None:
-    from schedobs.clock import ClockProber, OffsetEstimator
+    from schedobs.clock import ClockProber, estimator_for
 
     clock = _skewed_clock()
-    estimator = OffsetEstimator()
-    prober = ClockProber(f"ntp://{chrony_server.address}", estimator, clock_ns=clock)
+    reference = f"ntp://{chrony_server.address}"
+    estimator = estimator_for(reference)  # as configure() builds it for an NTP reference
+    prober = ClockProber(reference, estimator, clock_ns=clock)
     with prober.open_socket() as sock:  # as the prober's thread does: kernel timestamps
         for _ in range(30):
             prober.probe_once(sock)
