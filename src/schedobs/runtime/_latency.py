@@ -27,6 +27,8 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
+from ._runqueue import FROM_GLOBAL, FROM_LOCAL
+
 __all__ = ["LatencyRecorder"]
 
 _NO_MIN = 1 << 62  # "no observation yet" for the min slot
@@ -71,7 +73,7 @@ class LatencyRecorder:
     def fold(self) -> None:
         """Bin the pending values into the rows (called by the owning M only)."""
         bounds = self.bounds
-        for source in (0, 1):
+        for source in (FROM_GLOBAL, FROM_LOCAL):
             pending = self.pending[source]
             if not pending:
                 continue

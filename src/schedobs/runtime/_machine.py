@@ -40,7 +40,7 @@ from schedobs.contract import exemplars as _ex
 
 from ._latency import LatencyRecorder
 from ._ops import GOSCHED, Blocking, Checkpoint, Park, Sleep, tls
-from ._runqueue import LOCAL_CAPACITY
+from ._runqueue import FROM_GLOBAL, FROM_LOCAL, GLOBAL_CHECK_ROUNDS, LOCAL_CAPACITY
 from ._sched import RESCAN
 from ._task import SyscallState, Task, TaskState, record_syscall
 
@@ -172,7 +172,7 @@ class M:
                 continue
             tick = p.schedtick = p.schedtick + 1
             g: Task | None = None
-            if tick % 61 == 0:
+            if tick % GLOBAL_CHECK_ROUNDS == 0:
                 if latency is not None:
                     latency.fold()
                 if p.retiring:  # the pool shrank: hand this P back, find another
@@ -301,12 +301,12 @@ class M:
                 q = self.p.runq  # type: ignore[union-attr]
                 if len(q) < LOCAL_CAPACITY:
                     if timed:  # source and ready_ns are read only when timed
-                        g.source = 1
+                        g.source = FROM_LOCAL
                         g.ready_ns = _now()
                     q.append(g)
                 else:
                     if timed:
-                        g.source = 0
+                        g.source = FROM_GLOBAL
                         g.ready_ns = _now()
                     sched.global_queue.append(g)
                 return dirtied

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ._processor import P_RUNNING, P_SYSCALL
+from ._processor import P_IDLE, P_RUNNING, P_SYSCALL
 
 if TYPE_CHECKING:
     from ._sched import Scheduler
@@ -100,7 +100,7 @@ class Monitor:
     # --- the loop ----------------------------------------------------------------
 
     def _active(self) -> bool:
-        return any(p.status != 0 for p in self._sched.procs)
+        return any(p.status != P_IDLE for p in self._sched.procs)
 
     def _run(self) -> None:
         delay = _MIN_DELAY_NS

@@ -22,9 +22,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._task import Task
 
-__all__ = ["LOCAL_CAPACITY", "overflow", "steal_half", "take_batch"]
+__all__ = [
+    "FROM_GLOBAL", "FROM_LOCAL", "GLOBAL_CHECK_ROUNDS", "LOCAL_CAPACITY", "overflow",
+    "steal_half", "take_batch",
+]  # fmt: skip
 
 LOCAL_CAPACITY = 256
+#: Every this many scheduling rounds an M looks at the global queue before its local
+#: one (Go's ``schedtick % 61``), so that a P busy with its own tasks cannot starve
+#: the global queue; a prime, so that it does not fall into step with a workload's
+#: own period.  The same round folds the M's latency batch.
+GLOBAL_CHECK_ROUNDS = 61
+#: Which queue a runnable task waited in (``Task.source``; the latency series'
+#: ``scheduler.queue``): the global queue or a P's local queue (runnext included).
+FROM_GLOBAL = 0
+FROM_LOCAL = 1
 
 
 def overflow(local: deque[Task], task: Task, global_queue: deque[Task]) -> None:

@@ -46,7 +46,7 @@ from schedobs._shards import Shards
 from ._monitor import Monitor
 from ._ops import tls
 from ._processor import P_IDLE, P_RUNNING, P_SYSCALL, P
-from ._runqueue import LOCAL_CAPACITY, overflow, steal_half, take_batch
+from ._runqueue import FROM_GLOBAL, FROM_LOCAL, LOCAL_CAPACITY, overflow, steal_half, take_batch
 from ._stats import RuntimeHooks
 from ._task import SyscallState, Task, TaskState, record_syscall
 
@@ -234,7 +234,7 @@ class Scheduler:
             g.ready_ns = _now()
         p = m.p if m is not None and not m.in_syscall else None
         if p is not None:
-            g.source = 1
+            g.source = FROM_LOCAL
             old = p.runnext
             p.runnext = g
             if old is not None:
@@ -243,7 +243,7 @@ class Scheduler:
                 else:
                     overflow(p.runq, old, self.global_queue)
         else:
-            g.source = 0
+            g.source = FROM_GLOBAL
             self.global_queue.append(g)
         self.wakep()
 
@@ -252,7 +252,7 @@ class Scheduler:
         m.preemptions += 1
         g.preempt = False
         g.state = _RUNNABLE
-        g.source = 0
+        g.source = FROM_GLOBAL
         if self.timed:
             g.ready_ns = _now()
         self.global_queue.append(g)

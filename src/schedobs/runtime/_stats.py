@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from ._processor import P_IDLE
+
 if TYPE_CHECKING:
     from ._machine import M
     from ._sched import Scheduler
@@ -125,7 +127,7 @@ def collect(sched: Scheduler) -> RuntimeStats:
     monitor = sched.monitor
     return RuntimeStats(
         processors=sched.nprocs,
-        processors_idle=sum(1 for p in procs if p.status == 0 and not p.retiring),
+        processors_idle=sum(1 for p in procs if p.status == P_IDLE and not p.retiring),
         threads_running=running,
         threads_spinning=spinning,
         threads_syscall=syscall,

@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ._ops import blocking_wait
+from ._runqueue import FROM_GLOBAL
 
 __all__ = ["CALLABLE", "COROUTINE", "GENERATOR", "SyscallState", "Task", "TaskState"]
 
@@ -151,7 +152,7 @@ class Task:
         self.preempt = False
         self.waiters = None
         self.ext = None
-        self.source = 0
+        self.source = FROM_GLOBAL
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
