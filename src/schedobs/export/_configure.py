@@ -260,7 +260,9 @@ def configure(
             metrics), else on whenever the signal has an endpoint.  A traces-only
             backend: ``otlp_metrics=False`` or ``OTEL_METRICS_EXPORTER=prometheus``.
         export_interval: seconds between metric exports (else
-            ``OTEL_METRIC_EXPORT_INTERVAL``, else 10).
+            ``OTEL_METRIC_EXPORT_INTERVAL``, else 10 — the SDK's reader would take
+            60: a scheduler's picture changes within seconds, and alerts held
+            ``for: 1m`` need several points a minute).
         export_timeout: seconds one metric export may take (else
             ``OTEL_METRIC_EXPORT_TIMEOUT``, else 10).
         prometheus: ``"host:port"`` of the scrape endpoint (else

@@ -30,6 +30,15 @@ from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_PROMETHEUS_HOST,
+    OTEL_EXPORTER_PROMETHEUS_PORT,
+    OTEL_METRIC_EXPORT_INTERVAL,
+    OTEL_METRIC_EXPORT_TIMEOUT,
+    OTEL_SDK_DISABLED,
+)
+
 from schedobs._address import split_host_port
 from schedobs._checks import is_number
 
@@ -52,7 +61,14 @@ class _Default:
 
 DEFAULT: Final = _Default()
 DEFAULT_PROMETHEUS = "127.0.0.1:9464"
+#: Seconds between metric exports when neither the argument nor
+#: ``OTEL_METRIC_EXPORT_INTERVAL`` says: 10, where the SDK's reader defaults to 60.
+#: A scheduler's queue length and latency change within seconds, and dashboards and
+#: the operations kit's alerts (``for: 1m``) need several points per minute; a
+#: Prometheus scrape (usually every 15 s) is unaffected by it.
 DEFAULT_EXPORT_INTERVAL_S = 10.0
+#: Seconds an export may take: 10, as the SDK's 30 s default would let one slow
+#: export hold the next interval's.
 DEFAULT_EXPORT_TIMEOUT_S = 10.0
 
 Protocol_ = Literal["grpc", "http/protobuf"]
@@ -175,8 +191,8 @@ def _otlp_signal(
     elif env.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT", "").strip():
         var = f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT"
         url, source, base = _endpoint(env[var], var), var, False
-    elif env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
-        var = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    elif env.get(OTEL_EXPORTER_OTLP_ENDPOINT, "").strip():
+        var = OTEL_EXPORTER_OTLP_ENDPOINT
         url, source, base = _base(_endpoint(env[var], var), var), var, True
     else:
         url, source, base = None, "", False
@@ -254,8 +270,8 @@ def _prometheus(value: object, env: Mapping[str, str]) -> tuple[str, int] | None
         wanted = _exporters("metrics", env)
         if wanted is not None and "prometheus" not in wanted:
             return None  # OTEL_METRICS_EXPORTER names the exporters; it did not name this one
-        host = env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "").strip()
-        port = env.get("OTEL_EXPORTER_PROMETHEUS_PORT", "").strip()
+        host = env.get(OTEL_EXPORTER_PROMETHEUS_HOST, "").strip()
+        port = env.get(OTEL_EXPORTER_PROMETHEUS_PORT, "").strip()
         default_host, default_port = parse_host_port("prometheus", DEFAULT_PROMETHEUS)
         if port and not port.isdigit():
             raise ValueError(f"OTEL_EXPORTER_PROMETHEUS_PORT must be a port number, got {port!r}")
@@ -294,7 +310,7 @@ def _check_exporter_variables(signals: list[str], env: Mapping[str, str]) -> Non
 def sdk_disabled(env: Mapping[str, str] | None = None) -> bool:
     """``OTEL_SDK_DISABLED=true``: the specification's switch for every signal."""
     env = os.environ if env is None else env
-    return env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    return env.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
 
 
 def resolve_settings(
@@ -327,11 +343,11 @@ def resolve_settings(
         traces=None if disabled else traces,
         metrics=None if disabled else metrics,
         export_interval_s=_seconds(
-            "export_interval", export_interval, "OTEL_METRIC_EXPORT_INTERVAL",
+            "export_interval", export_interval, OTEL_METRIC_EXPORT_INTERVAL,
             DEFAULT_EXPORT_INTERVAL_S, env,
         ),
         export_timeout_s=_seconds(
-            "export_timeout", export_timeout, "OTEL_METRIC_EXPORT_TIMEOUT",
+            "export_timeout", export_timeout, OTEL_METRIC_EXPORT_TIMEOUT,
             DEFAULT_EXPORT_TIMEOUT_S, env,
         ),
         prometheus=None if disabled else _prometheus(prometheus, env),
