@@ -203,8 +203,11 @@ def local(args: argparse.Namespace) -> int:
 class _Part:
     """One process of the example, its output in a log file that failures quote."""
 
-    def __init__(self, name: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(
+        self, name: str, proc: subprocess.Popen[bytes], log: Path, group: bool = False
+    ) -> None:
         self.name, self.proc, self.log = name, proc, log
+        self.group = group  # its own session: stopping it stops its children too
         self.url = ""
 
     @classmethod
@@ -215,7 +218,7 @@ class _Part:
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=new_session,
             )  # fmt: skip
-        return cls(name, proc, log)
+        return cls(name, proc, log, group=new_session)
 
     def tail(self, lines: int = 15) -> str:
         text = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
@@ -223,7 +226,7 @@ class _Part:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            if self.name in ZONES:  # a worker: its whole session (celery's pool children)
+            if self.group:  # a worker: its whole session (celery's pool children)
                 os.killpg(self.proc.pid, signal.SIGTERM)
             else:
                 self.proc.terminate()

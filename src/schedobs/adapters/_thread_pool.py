@@ -64,10 +64,7 @@ class _TimedWorkItem(_thread._WorkItem):  # type: ignore[type-arg]
             return
         # The pool's one batch, shared by its workers: list.append is atomic, and a
         # flush takes its values out under the batch's lock.
-        batch = self.batch
-        batch.append(_now() - self.enqueued)
-        if len(batch.pending) >= batch.size:
-            batch.flush()
+        self.batch.add(_now() - self.enqueued)
         try:
             result = self.fn(*self.args, **self.kwargs)
         except BaseException as exc:
