@@ -3,6 +3,7 @@
 #   make test   install what is needed (Debian packages included), run the test suite
 #   make lint   ruff + mypy (strict for src/)
 #   make bench  benchmarks, printing ratios against baselines measured in the same run
+#   make test-compiled  the adapters' tests against the optional compiled build (part of make test)
 #   make soak   long tests marked `slow`
 #   make test-compose  the docker-compose example stack, up on a local Docker engine
 
@@ -14,11 +15,12 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test lint bench soak fuzz system-deps venv clean test-matrix test-otel-range collector \
+	compiled test-compiled \
 	docker-engine compose-images test-compose
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade pip 'setuptools>=77'
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -83,6 +85,25 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps $(OTELCOL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-compiled
+
+# The optional compiled build (setup.py with SCHEDOBS_COMPILE=1: the modules
+# schedobs/_compiled.py lists, compiled with mypyc), installed apart into
+# .cache/compiled; put first on PYTHONPATH, it is what Python imports.
+COMPILED := .cache/compiled
+$(COMPILED)/.built: $(STAMP) setup.py $(shell find src/schedobs -name '*.py')
+	rm -rf $(COMPILED)
+	SCHEDOBS_COMPILE=1 $(BIN)/pip install --quiet --no-build-isolation --no-deps --target $(COMPILED) .
+	touch $@
+compiled: $(COMPILED)/.built
+
+# The same tests against the compiled build: the adapters' own, and CPython's
+# test_concurrent_futures on the compiled thread pool.
+COMPILED_TESTS := tests/test_compiled.py tests/adapters/test_adapters.py \
+	tests/adapters/test_drop_in.py tests/export/test_exemplars.py tests/runtime/test_stdlib_executor.py
+test-compiled: $(COMPILED)/.built system-deps
+	SCHEDOBS_EXPECT_COMPILED=1 PYTHONPATH=$(COMPILED) $(BIN)/python -m pytest -p no:cacheprovider \
+	  $(COMPILED_TESTS) -k "not TestThreadPoolExecutor_ and not TestRuntime_" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples fuzz
@@ -95,6 +116,8 @@ bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/bench_clock.py
 	$(BIN)/python benchmarks/bench_tenancy.py
 	$(BIN)/python benchmarks/bench_adapters.py
+	@$(MAKE) --no-print-directory compiled
+	PYTHONPATH=$(COMPILED) $(BIN)/python benchmarks/bench_adapters.py
 	$(BIN)/python benchmarks/bench_celery.py
 
 soak: $(STAMP) system-deps

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from schedobs._compiled import compiled_modules
 from schedobs.adapters import AsyncioInstrumentation, InstrumentedThreadPoolExecutor
 from schedobs.contract import Registry
 
@@ -108,10 +109,7 @@ def pool_path_cpu(rounds: int) -> None:
         stdlib_thread._WorkItem(Future(), _noop, (), {}).run()
 
     def timed_item() -> None:
-        item = _thread_pool._TimedWorkItem(Future(), _noop, (), {})
-        item.batch = batch
-        item.enqueued = time.perf_counter()
-        item.run()
+        _thread_pool._TimedWorkItem(Future(), _noop, (), {}, batch).run()
 
     base = min(timeit.repeat(stdlib_item, number=50_000, repeat=rounds)) / 50_000 * 1e6
     ours = min(timeit.repeat(timed_item, number=50_000, repeat=rounds)) / 50_000 * 1e6
@@ -126,8 +124,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer tasks and rounds (CI)")
     args = parser.parse_args()
     n, rounds = (10_000, 3) if args.quick else (100_000, 15)
+    built = [name for name, compiled in compiled_modules().items() if compiled]
+    build = f"compiled {', '.join(built)}" if built else "interpreted"
     print(f"adapters against the standard library: {n} trivial tasks, {rounds} alternating "
-          "rounds, medians")  # fmt: skip
+          f"rounds, medians; build: {build}")  # fmt: skip
     registry = Registry()
     stdlib_pool = lambda: ThreadPoolExecutor(4)  # noqa: E731
     our_pool = lambda: InstrumentedThreadPoolExecutor(4, registry=registry)  # noqa: E731

@@ -9,6 +9,8 @@ neither raises nor restarts its counters.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -180,3 +182,121 @@ def test_the_default_executor_is_instrumented_on_request(registry: Registry) -> 
     point = _value(registry, "scheduler.schedule.latency", **{"scheduler.name": "api.executor"})
     assert point.count == 4
     assert dict(point.attributes)["scheduler.kind"] == "thread_pool"
+
+
+def _latency_count(registry: Registry, name: str = "api") -> int:
+    point = _value(registry, "scheduler.schedule.latency", **{"scheduler.name": name})
+    return 0 if point is None else int(point.count)
+
+
+def test_task_timing_times_every_task_and_leaves_the_loop_as_it_found_it(
+    registry: Registry,
+) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        instrumentation = AsyncioInstrumentation(name="api", registry=registry, task_timing=True)
+        instrumentation.install()
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(1000)))
+        if sys.version_info >= (3, 11):  # the context argument is 3.11's
+            ctx = contextvars.copy_context()
+            ctx.run(_var.set, "theirs")
+            task = asyncio.create_task(_read_var(), context=ctx)  # type: ignore[call-arg,unused-ignore]
+            assert await task == "theirs"
+        instrumentation.uninstall()
+        assert "create_task" not in vars(loop) and loop.get_task_factory() is None
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(10)))  # not timed
+
+    asyncio.run(main())
+    assert _latency_count(registry) == 1000 + (sys.version_info >= (3, 11))
+
+
+_var: contextvars.ContextVar[str] = contextvars.ContextVar("_var", default="unset")
+
+
+async def _read_var() -> str:
+    return _var.get()
+
+
+def test_task_timing_keeps_a_factory_set_before_and_honours_one_set_after(
+    registry: Registry,
+) -> None:
+    made: list[str] = []
+
+    def factory(name: str) -> Callable[..., asyncio.Future[Any]]:
+        def make(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+            made.append(name)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        return make
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(factory("before"))
+        instrumentation = AsyncioInstrumentation(name="api", registry=registry, task_timing=True)
+        instrumentation.install()
+        await asyncio.create_task(asyncio.sleep(0))  # the earlier factory's, and timed
+        instrumentation.uninstall()
+        assert made == ["before"] and loop.get_task_factory() is not None
+        loop.set_task_factory(None)
+        instrumentation = AsyncioInstrumentation(name="api", registry=registry, task_timing=True)
+        instrumentation.install()
+        loop.set_task_factory(factory("after"))
+        await asyncio.create_task(asyncio.sleep(0))  # the later factory's, timed too
+        instrumentation.uninstall()
+        assert made == ["before", "after"] and loop.get_task_factory() is not None
+
+    asyncio.run(main())
+    assert _latency_count(registry) == 2
+
+
+def test_task_timing_on_a_loop_with_its_own_create_task(registry: Registry) -> None:
+    made: list[object] = []
+
+    class Loop(asyncio.SelectorEventLoop):
+        def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:  # type: ignore[override]
+            made.append(coro)
+            return super().create_task(coro, **kwargs)
+
+    async def main() -> None:
+        instrumentation = AsyncioInstrumentation(name="api", registry=registry, task_timing=True)
+        instrumentation.install()
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(5)))
+        instrumentation.uninstall()
+
+    loop = Loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert len(made) == 6  # main() and the five sleeps, through the subclass's method
+    assert _latency_count(registry) == 5
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="elsewhere timing is a task factory, and asyncio records any factory's frames",
+)
+def test_task_timing_in_debug_mode_keeps_the_loop_s_traceback(registry: Registry) -> None:
+    async def main(timed: bool) -> list[tuple[str, str]]:
+        instrumentation = AsyncioInstrumentation(name="api", registry=registry, task_timing=True)
+        if timed:
+            instrumentation.install()
+        task = asyncio.ensure_future(asyncio.sleep(0))
+        await task
+        instrumentation.uninstall()
+        return [(f.filename, f.name) for f in task._source_traceback[-3:]]  # type: ignore[attr-defined]
+
+    # Where the task was created, as the loop's own create_task records it.
+    assert asyncio.run(main(True), debug=True) == asyncio.run(main(False), debug=True)
+    assert _latency_count(registry) == 1
+
+
+def test_task_timing_on_a_closed_loop_refuses_as_asyncio_does(registry: Registry) -> None:
+    loop = asyncio.new_event_loop()
+    AsyncioInstrumentation(loop, name="api", registry=registry, task_timing=True).install()
+    loop.close()
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.create_task(coro)  # noqa: RUF006  # refused: nothing to keep
+    coro.close()
+    assert _latency_count(registry) == 0

@@ -203,5 +203,5 @@ def _build(executor: type[cf.Executor], future: type[cf.Future[Any]], tag: str) 
 _build(cf.ThreadPoolExecutor, cf.Future, "ThreadPoolExecutor")
 _build(Runtime, RuntimeFuture, "Runtime")
 # The adapter is a drop-in too: its own submit path must keep every promise of the
-# standard library's (it queues the standard library's kind of work item).
+# standard library's (it queues a work item of its own in the workers' queue).
 _build(InstrumentedThreadPoolExecutor, cf.Future, "InstrumentedThreadPoolExecutor")

@@ -54,8 +54,12 @@ from ._thread_pool import InstrumentedThreadPoolExecutor
 __all__ = ["AsyncioInstrumentation"]
 
 _now = time.perf_counter
-# Where the task factory's fast path applies (see _make_factory).
+# Where the create_task fast path applies (see _install_timing).
 _PY311 = sys.version_info[:2] == (3, 11)
+# The create_task that _TaskTimer.create_task stands in for.
+_LOOP_CREATE_TASK = asyncio.BaseEventLoop.create_task
+_Task = asyncio.Task
+_THIS_FILE = __file__
 
 
 class AsyncioInstrumentation:
@@ -90,13 +94,9 @@ class AsyncioInstrumentation:
         # One measure per series: per-task timing, when on, replaces the probe.
         self._latency = self.metrics.latency(queue="ready")
         self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._previous_factory: Any = None
+        self._untime: Callable[[], None] | None = None
         self._detach: list[Callable[[], None]] = []
         self._installed = False
-        # Per-task timing: the steps and creation times of tasks whose first step
-        # has not run yet, in creation order (see _make_first_step).
-        self._steps: deque[Callable[[], object]] = deque()
-        self._created: deque[float] = deque()
         # The waits of tasks run outside any span, binned in batches; one per loop.
         self._batch: LatencyBatch | None = None
 
@@ -126,8 +126,7 @@ class AsyncioInstrumentation:
                 )
             )
         if self._task_timing:
-            self._previous_factory = loop.get_task_factory()
-            loop.set_task_factory(self._make_factory(loop))
+            self._untime = self._install_timing(loop)
         if self._default_executor:
             self.executor = InstrumentedThreadPoolExecutor(
                 self._executor_workers,
@@ -150,8 +149,9 @@ class AsyncioInstrumentation:
         self._installed = False
         if self._handle is not None:
             self._handle.cancel()
-        if self._task_timing and self._loop is not None:
-            self._loop.set_task_factory(self._previous_factory)
+        if self._untime is not None:
+            self._untime()
+            self._untime = None
         if self._batch is not None:
             # Not closed: a task created before this call may still take its first
             # step; the batch is forgotten with its loop.
@@ -173,83 +173,153 @@ class AsyncioInstrumentation:
 
     # --- task timing ------------------------------------------------------------------
 
-    def _make_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[..., asyncio.Future[Any]]:
-        """The task factory for ``loop``: everything it reads per task bound once here,
-        because it runs for every task the loop creates."""
-        previous = self._previous_factory
-        ready = getattr(loop, "_ready", None)
-        push_step = self._steps.append
-        push_created = self._created.append
+    def _install_timing(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        """Time every new task's first step on ``loop``; returns what undoes it."""
         if self._batch is None or self._batch.orphaned:
             self._batch = self._latency.batch(owner=loop)
-        first_step = self._make_first_step(self._batch)
-        task_type = asyncio.Task
+        ready = getattr(loop, "_ready", None)
+        previous = loop.get_task_factory()
+        timer = _TaskTimer(
+            loop,
+            ready if isinstance(ready, deque) else None,
+            previous,
+            self._latency.observe,
+            self._batch,
+        )
+        if (
+            _PY311
+            and previous is None
+            and timer.ready is not None
+            and getattr(type(loop), "create_task", None) is _LOOP_CREATE_TASK
+        ):
+            # asyncio's own loop with no task factory: its create_task is replaced for
+            # this loop only, by one that does the same and times the task.  A task
+            # factory would do too, but asyncio's call through a factory alone costs
+            # 2.6 % of a trivial task (docs/adapters.md, "Cost").
+            loop.create_task = timer.create_task  # type: ignore[method-assign]
 
-        def timed(task: asyncio.Future[Any], created: float) -> None:
-            # A new task has just queued the handle of its first step at the end of the
-            # loop's ready queue: time that handle, and the task stays the one asked for.
-            if ready:
-                handle = ready[-1]
-                step = handle._callback
-                if getattr(step, "__self__", None) is task and not handle._args:
-                    handle._callback = first_step
-                    push_step(step)
-                    push_created(created)
+            def restore() -> None:
+                if vars(loop).get("create_task") is timer.create_task:
+                    del loop.create_task  # the class's own again
 
-        if previous is not None or not _PY311 or not isinstance(ready, deque):
+            return restore
+        factory: Callable[..., asyncio.Future[Any]] = timer.factory
+        loop.set_task_factory(factory)
+        return lambda: loop.set_task_factory(previous)
 
-            def factory(
-                loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
-            ) -> asyncio.Future[Any]:
-                created = _now()
-                if previous is not None:
-                    task: asyncio.Future[Any] = previous(loop, coro, **kwargs)
-                else:
-                    task = task_type(coro, loop=loop, **kwargs)
-                timed(task, created)
-                return task
 
-            return factory
+class _TaskTimer:
+    """Per-task timing on one loop: the loop's ``create_task`` (or a task factory) and
+    the first-step callback it puts in each new task's first handle.
 
-        # The common case, spelled out because it runs for every task: Python 3.11 passes
-        # a factory at most ``context`` (no ``**kwargs`` dict per call), and asyncio.Task's
-        # constructor queues exactly one handle, its first step, at the end of ``ready``
-        # (no check needed that the last handle is the task's own).
-        def factory_311(
-            loop: asyncio.AbstractEventLoop,
-            coro: Coroutine[Any, Any, Any],
-            context: contextvars.Context | None = None,
-        ) -> asyncio.Future[Any]:
-            created = _now()
-            task = task_type(coro, loop=loop, context=context)  # type: ignore[call-arg]  # 3.11+
+    The two per-task paths, :attr:`create_task` and :attr:`callback`, are closures
+    over what they read, made once here: a closure's cell reads cost less than a
+    method's attribute reads, which is 1-2 % of a trivial task.  (Compiled with
+    mypyc they were slower still, called back from asyncio's C code: this module
+    stays interpreted.)
+
+    The callback finds its step and creation time in two FIFO queues rather than
+    in a tuple per task: the loop runs its ready queue first in, first out and
+    never drops a task's first step (only ``close()`` clears the queue, and the
+    instrumentation goes with the loop), so the n-th first step to run is the
+    n-th task created.  A tuple per task holding the step (an object the garbage
+    collector tracks) cost 20 % of a trivial task's create-and-gather with 100k
+    tasks alive, the collector's passes included; floats and references in a
+    deque cost it nothing.
+
+    The wait goes into ``batch`` (an append; binned ``batch.size`` at a time)
+    unless exemplars are on and the task runs in an OpenTelemetry context: then
+    it is observed on its own, so that its bucket can keep the trace.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        ready: deque[Any] | None,
+        previous: Callable[..., asyncio.Future[Any]] | None,
+        observe: Callable[[float], None],
+        batch: LatencyBatch,
+    ) -> None:
+        #: The loop's ready queue (``None``: a loop without one; tasks go untimed).
+        self.ready = ready
+        self.previous = previous
+        # The steps and creation times of tasks whose first step has not run yet,
+        # in creation order.
+        self.steps: deque[Callable[[], object]] = deque()
+        self.created: deque[float] = deque()
+        #: What every timed handle calls first.
+        self.callback = self._make_first_step(observe, batch)
+        #: Stands in for the loop's own ``create_task`` (Python 3.11, no factory).
+        self.create_task = self._make_create_task(loop)
+
+    def factory(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        """The task factory (any Python, any previous factory): the task asked for,
+        its first handle timed."""
+        created = _now()
+        if self.previous is not None:
+            task = self.previous(loop, coro, **kwargs)
+        else:
+            task = asyncio.Task(coro, loop=loop, **kwargs)
+        self.time_first_step(task, created)
+        return task
+
+    def time_first_step(self, task: asyncio.Future[Any], created: float) -> None:
+        """Time ``task``'s first step, if the handle the loop has just queued last is it
+        (a factory may have made something else, or nothing the loop runs)."""
+        ready = self.ready
+        if ready:
             handle = ready[-1]
+            step = handle._callback
+            if getattr(step, "__self__", None) is task and not handle._args:
+                handle._callback = self.callback
+                self.steps.append(step)
+                self.created.append(created)
+
+    def _make_create_task(self, loop: Any) -> Callable[..., asyncio.Task[Any]]:
+        """``BaseEventLoop.create_task`` of Python 3.11, which also times the task.
+
+        Spelled out because it runs for every task: ``asyncio.Task``'s constructor
+        queues exactly one handle, its first step, at the end of ``ready`` (no check
+        needed that the last handle is the task's own).  A task factory set on the
+        loop later, debug mode's bookkeeping and a closed loop's error are left to
+        the loop's own method, and the task it makes is timed after.
+        """
+        original = loop.create_task
+        ready = self.ready
+        push_step, push_created = self.steps.append, self.created.append
+        callback, time_first_step = self.callback, self.time_first_step
+
+        def create_task(
+            coro: Coroutine[Any, Any, Any],
+            *,
+            name: str | None = None,
+            context: contextvars.Context | None = None,
+        ) -> asyncio.Task[Any]:
+            created = _now()
+            if loop._task_factory is not None or loop._debug or loop._closed:
+                made: asyncio.Task[Any] = original(coro, name=name, context=context)
+                stack = getattr(made, "_source_traceback", None)
+                if stack and stack[-1].filename == _THIS_FILE:
+                    del stack[-1]  # the creation traceback ends at the caller, as without us
+                time_first_step(made, created)
+                return made
+            task: asyncio.Task[Any] = _Task(coro, loop=loop, name=name, context=context)  # type: ignore[call-arg,unused-ignore]  # 3.11+
+            handle = ready[-1]  # type: ignore[index]  # not None where this is used
             push_step(handle._callback)
-            handle._callback = first_step
+            handle._callback = callback
             push_created(created)
             return task
 
-        return factory_311
+        return create_task
 
-    def _make_first_step(self, batch: LatencyBatch) -> Callable[[], object]:
-        """The callback that replaces a new task's first-step callback.
-
-        It finds its step and creation time in two FIFO queues rather than in a
-        tuple per task: the loop runs its ready queue first in, first out and
-        never drops a task's first step (only ``close()`` clears the queue, and
-        the instrumentation goes with the loop), so the n-th first step to run
-        is the n-th task created.  A tuple per task holding the step (an object
-        the garbage collector tracks) cost 20 % of a trivial task's
-        create-and-gather with 100k tasks alive, the collector's passes
-        included; floats and references in a deque cost it nothing.
-
-        The wait goes into ``batch`` (an append; binned 256 at a time) unless
-        exemplars are on and the task runs in an OpenTelemetry context: then it
-        is observed on its own, so that its bucket can keep the trace.
-        """
-        next_step = self._steps.popleft
-        next_created = self._created.popleft
-        observe = self._latency.observe
-        append, pending, size, flush = batch.append, batch.pending, batch.size, batch.flush
+    def _make_first_step(
+        self, observe: Callable[[float], None], batch: LatencyBatch
+    ) -> Callable[[], object]:
+        """The callback in a new task's first handle: record the wait, take the step."""
+        next_step, next_created = self.steps.popleft, self.created.popleft
+        pending, size, flush = batch.pending, batch.size, batch.flush
 
         def first_step() -> object:
             step = next_step()
@@ -258,7 +328,7 @@ class AsyncioInstrumentation:
             if var is not None and var.get(None):
                 observe(waited * 1000.0)
             else:
-                append(waited)
+                pending.append(waited)
                 if len(pending) >= size:
                     flush()
             return step()

@@ -12,7 +12,7 @@ per request) are one scheduler: their counts add up, their queue lengths are
 summed, and the series outlive the pools (see ``SchedulerMetrics.shared``).
 
 The cost is one clock read on each side and an append: ``submit`` queues a work
-item of the standard library's own kind that carries its enqueue time, not a
+item like the standard library's own that carries its enqueue time, not a
 wrapper closure around the task, and the worker appends the wait to the pool's
 batch, binned 256 at a time and at every collection
 (:meth:`LatencyHistogram.batch`; see ``docs/adapters.md`` for figures).  A
@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +34,7 @@ from concurrent.futures import thread as _thread
 from typing import Any, TypeVar
 
 from schedobs._checks import is_int
+from schedobs._compiled import mypyc_attr
 from schedobs.contract import LatencyBatch, Registry, SchedulerMetrics
 from schedobs.runtime import RejectedError
 
@@ -42,20 +44,40 @@ _T = TypeVar("_T")
 _now = time.perf_counter
 
 # What submit() needs from the standard library's executor to queue its own work items;
-# present with the same meaning from CPython 3.9 to 3.13.  Without them, the portable
-# path wraps the task in a closure (slower, same figures).
-_FAST = all(
-    hasattr(_thread, attr) for attr in ("_WorkItem", "_global_shutdown_lock", "BrokenThreadPool")
-) and hasattr(_thread, "_shutdown")
+# present with the same meaning from CPython 3.9 to 3.13 (and its workers only ever
+# call a work item's run() and its future's cancel(); 3.14 passes run() a context).
+# Elsewhere the portable path wraps the task in a closure (slower, same figures).
+_FAST = (
+    sys.version_info < (3, 14)
+    and all(hasattr(_thread, attr) for attr in ("_global_shutdown_lock", "BrokenThreadPool"))
+    and hasattr(_thread, "_shutdown")
+)
 
 
-class _TimedWorkItem(_thread._WorkItem):  # type: ignore[type-arg]
-    """The standard library's work item, which also knows when it was queued."""
+class _TimedWorkItem:
+    """What the pool's workers run: the standard library's work item (the same four
+    fields and ``run()``, which is all its workers and ``shutdown`` use), which also
+    knows when it was queued and where its wait goes.
 
-    # Slots: the two fields do not grow the instance dict the base class gives it.
-    __slots__ = ("batch", "enqueued")
-    enqueued: float
-    batch: LatencyBatch
+    A class of its own rather than a subclass, so that the compiled build makes it
+    a native class (it runs once per task; see :mod:`schedobs._compiled`)."""
+
+    __slots__ = ("args", "batch", "enqueued", "fn", "future", "kwargs")
+
+    def __init__(
+        self,
+        future: Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        batch: LatencyBatch,
+    ) -> None:
+        self.future = future
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.batch = batch
+        self.enqueued = _now()
 
     def run(self) -> None:
         # The standard library's run(), with the start recorded once the task is
@@ -63,8 +85,13 @@ class _TimedWorkItem(_thread._WorkItem):  # type: ignore[type-arg]
         if not self.future.set_running_or_notify_cancel():
             return
         # The pool's one batch, shared by its workers: list.append is atomic, and a
-        # flush takes its values out under the batch's lock.
-        self.batch.add(_now() - self.enqueued)
+        # flush takes its values out under the batch's lock.  LatencyBatch.add,
+        # spelled out: one call less per task.
+        batch = self.batch
+        pending = batch.pending
+        pending.append(_now() - self.enqueued)
+        if len(pending) >= batch.size:
+            batch.flush()
         try:
             result = self.fn(*self.args, **self.kwargs)
         except BaseException as exc:
@@ -74,6 +101,8 @@ class _TimedWorkItem(_thread._WorkItem):  # type: ignore[type-arg]
             self.future.set_result(result)
 
 
+# Subclasses written in Python stay possible when this module is compiled.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class InstrumentedThreadPoolExecutor(ThreadPoolExecutor):
     """``ThreadPoolExecutor`` + the metric contract (``scheduler.kind=thread_pool``)."""
 
@@ -101,12 +130,14 @@ class InstrumentedThreadPoolExecutor(ThreadPoolExecutor):
         self._detach = self.metrics.add_queue_length_source(self._work_queue.qsize, queue="work")
         self._max_queued = max_queued
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+    # ``__fn``: positional-only for the compiler too, which reads a bare ``/`` as
+    # positional-or-keyword, so that ``submit(f, fn=1)`` passes ``fn`` on to ``f``.
+    def submit(self, __fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
         if self._max_queued is not None and self._work_queue.qsize() >= self._max_queued:
             self._queue_full.add()
             raise RejectedError("queue_full", f"the work queue holds {self._max_queued} tasks")
         if not _FAST:
-            return self._submit_wrapped(fn, *args, **kwargs)
+            return self._submit_wrapped(__fn, *args, **kwargs)
         # The standard library's submit, with a work item that carries its enqueue
         # time: no closure around the task and no second call frame per task.
         with self._shutdown_lock, _thread._global_shutdown_lock:
@@ -117,20 +148,17 @@ class InstrumentedThreadPoolExecutor(ThreadPoolExecutor):
                 what = "shutdown" if self._shutdown else "interpreter shutdown"
                 raise RuntimeError(f"cannot schedule new futures after {what}")
             future: Future[_T] = Future()
-            item = _TimedWorkItem(future, fn, args, kwargs)
-            item.batch = self._batch
-            item.enqueued = _now()
-            self._work_queue.put(item)
+            self._work_queue.put(_TimedWorkItem(future, __fn, args, kwargs, self._batch))  # type: ignore[arg-type]
             self._adjust_thread_count()
             return future
 
-    def _submit_wrapped(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+    def _submit_wrapped(self, __fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
         latency = self._latency
         enqueued = _now()
 
         def timed(*a: Any, **k: Any) -> _T:
             latency.observe((_now() - enqueued) * 1000.0)
-            return fn(*a, **k)
+            return __fn(*a, **k)
 
         try:
             return super().submit(timed, *args, **kwargs)
