@@ -11,7 +11,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schedobs.runtime._runqueue import LOCAL_CAPACITY, overflow, steal_half, take_batch
+from schedobs.runtime._machine import M
+from schedobs.runtime._runqueue import (
+    FROM_GLOBAL,
+    FROM_LOCAL,
+    LOCAL_CAPACITY,
+    steal_half,
+    take_batch,
+)
+from schedobs.runtime._sched import Scheduler
+from schedobs.runtime._task import Task, TaskState
+
+
+def _put(local: deque[_T], task: _T, gq: deque[_T]) -> None:
+    """The scheduler's one overflow policy (``Scheduler.runnable``): what does not fit
+    in a full local queue goes to the global queue."""
+    if len(local) < LOCAL_CAPACITY:
+        local.append(task)
+    else:
+        gq.append(task)
 
 
 class _T:
@@ -42,20 +60,12 @@ def test_random_interleavings_lose_and_duplicate_nothing(sequence: list[tuple[st
     for op, i in sequence:
         local = locals_[i]
         if op == "put":
-            task = _T(made)
+            _put(local, _T(made), gq)
             made += 1
-            if len(local) < LOCAL_CAPACITY:
-                local.append(task)
-            else:
-                overflow(local, task, gq)
         elif op == "burst":  # enough to overflow a local queue
             for _ in range(LOCAL_CAPACITY + 7):
-                task = _T(made)
+                _put(local, _T(made), gq)
                 made += 1
-                if len(local) < LOCAL_CAPACITY:
-                    local.append(task)
-                else:
-                    overflow(local, task, gq)
         elif op == "get" and local:
             ran.append(local.popleft().n)
         elif op == "steal":
@@ -86,14 +96,6 @@ def test_steal_takes_half_and_at_least_one() -> None:
     assert steal_half(deque(), into) is None
 
 
-def test_overflow_moves_half_to_global() -> None:
-    local = deque(_T(i) for i in range(LOCAL_CAPACITY))
-    gq: deque[_T] = deque()
-    overflow(local, _T(999), gq)
-    assert len(local) == LOCAL_CAPACITY // 2
-    assert [t.n for t in gq] == [*range(LOCAL_CAPACITY // 2), 999]
-
-
 def test_take_batch_is_a_fair_share() -> None:
     gq = deque(_T(i) for i in range(100))
     local: deque[_T] = deque()
@@ -113,10 +115,7 @@ def test_concurrent_owner_and_thieves_take_each_task_once() -> None:
 
     def owner() -> None:
         for i in range(n):
-            if len(victim) < LOCAL_CAPACITY:
-                victim.append(_T(i))
-            else:
-                overflow(victim, _T(i), gq)
+            _put(victim, _T(i), gq)
             if i % 3 == 0:
                 with contextlib.suppress(IndexError):
                     taken[0].append(victim.popleft().n)
@@ -141,3 +140,47 @@ def test_concurrent_owner_and_thieves_take_each_task_once() -> None:
     counts = Counter(x for lst in taken for x in lst)
     assert len(counts) == n
     assert set(counts.values()) == {1}
+
+
+class _Hooks:
+    """Just enough of RuntimeHooks for a timed scheduler that never starts."""
+
+    def latency_bounds_ns(self) -> list[int]:
+        return [1_000]
+
+
+def _unstarted_scheduler() -> Scheduler:
+    return Scheduler(
+        runtime=None, procs=2, max_threads=4, max_queued=None, name="t", hooks=_Hooks(),
+        make_m=M, syscall_threshold_ns=10**6, preempt_after_ns=10**7, pin_cpus=(), groups=1,
+    )  # fmt: skip
+
+
+def _task() -> Task:
+    return Task(abs, (-1,), None, None)
+
+
+def test_runnable_is_the_one_way_in_with_one_overflow_policy() -> None:
+    sched = _unstarted_scheduler()
+    p = sched.procs[0]
+    yielded, started, woken, outside = _task(), _task(), _task(), _task()
+
+    sched.runnable(yielded, p)  # a yield: the local tail
+    assert list(p.runq) == [yielded] and yielded.source == FROM_LOCAL
+    sched.runnable(started, p, next_in_line=True)  # started by a running task: next
+    sched.runnable(woken, p, next_in_line=True)  # woken: next; the one it displaced goes on
+    assert p.runnext is woken and list(p.runq) == [yielded, started]
+    sched.runnable(outside)
+    assert list(sched.global_queue) == [outside] and outside.source == FROM_GLOBAL
+    for g in (yielded, started, woken, outside):
+        assert g.state is TaskState.RUNNABLE and g.ready_ns > 0
+
+    # A full local queue: whatever does not fit goes to the global queue, alone.
+    while len(p.runq) < LOCAL_CAPACITY:
+        p.runq.append(_task())
+    late, displaced_by = _task(), _task()
+    sched.runnable(late, p)
+    sched.runnable(displaced_by, p, next_in_line=True)
+    assert len(p.runq) == LOCAL_CAPACITY and p.runnext is displaced_by
+    assert list(sched.global_queue) == [outside, late, woken]
+    assert late.source == woken.source == FROM_GLOBAL

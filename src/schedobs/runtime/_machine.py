@@ -8,9 +8,8 @@ The schedule loop, per round (Go's ``schedule``/``findRunnable``)::
 
 The loop owns no scheduling rule: it takes the next task, counts its schedule
 latency, runs it, and calls the scheduler for everything that moves a task
-(``find_runnable``, ``preempt``, ``sleep``, ``make_runnable``, system calls) and
-``Task.finish`` to end it.  The one thing it does itself is Go's ``runqput`` on
-its own P: a task that yields goes to the tail of that P's local queue.
+(``find_runnable``, ``requeue`` after a yield, ``preempt``, ``sleep``,
+``make_runnable``, system calls) and ``Task.finish`` to end it.
 
 Executing a task: a plain callable runs to completion; a generator or
 coroutine is stepped until it yields an operation (see :mod:`._ops`), which
@@ -40,8 +39,8 @@ from schedobs.contract import exemplars as _ex
 
 from ._latency import LatencyRecorder
 from ._ops import GOSCHED, Blocking, Checkpoint, Park, Sleep, tls
-from ._runqueue import FROM_GLOBAL, FROM_LOCAL, GLOBAL_CHECK_ROUNDS, LOCAL_CAPACITY
-from ._sched import RESCAN
+from ._runqueue import GLOBAL_CHECK_ROUNDS
+from ._sched import RESCAN, Rescan
 from ._task import SyscallState, Task, TaskState, record_syscall
 
 if TYPE_CHECKING:
@@ -153,33 +152,33 @@ class M:
 
     def _schedule(self, dirty: Callable[[], int]) -> bool:
         """Run tasks; ``True`` when this M's clean context got dirty (start a fresh
-        one), ``False`` when the runtime stops.  ``dirty()``: variables set in it."""
+        one), ``False`` when the runtime stops.  ``dirty()``: variables set in it.
+
+        The order is the scheduler's: every ``GLOBAL_CHECK_ROUNDS``-th round it is
+        asked first (:meth:`Scheduler.fair_round`: retirement, the global queue);
+        then this P's ``runnext`` and local queue, which only this M pops from the
+        head besides thieves; then :meth:`Scheduler.find_runnable`."""
         sched = self.sched
-        gq = sched.global_queue
         latency = self.latency
         record = latency.record if latency is not None else None
-        timed = sched.timed
         now = _now
         step = self.step
-        value = future = ctx = kwargs = found = None
+        run = self.run
+        fair: Task | Rescan | None = None
+        found: Task | Rescan | None = None
         while True:
             p = self.p
             if p is None:  # a system call gave our P away
-                if latency is not None:
-                    latency.fold()  # before we may go idle
-                if not sched.acquire_p(self):
+                if not self._reacquire_p():
                     return False
                 continue
             tick = p.schedtick = p.schedtick + 1
             g: Task | None = None
             if tick % GLOBAL_CHECK_ROUNDS == 0:
-                if latency is not None:
-                    latency.fold()
-                if p.retiring:  # the pool shrank: hand this P back, find another
-                    sched.retire(self, p)
+                fair = sched.fair_round(self, p)
+                if fair is RESCAN:
                     continue
-                if gq:
-                    g = sched.take_global(self, p)
+                g = fair
             if g is None:
                 g = p.runnext
                 if g is not None:
@@ -188,11 +187,11 @@ class M:
                     try:
                         g = p.runq.popleft()
                     except IndexError:
-                        # Keep nothing of the last task while we may park: its
-                        # result belongs to its caller alone.
-                        value = future = ctx = kwargs = found = None
+                        # Hold nothing of the last task while we may park: its result
+                        # belongs to its caller alone.
+                        fair = found = None
                         if latency is not None:
-                            latency.fold()
+                            latency.fold()  # before we may go idle
                         found = sched.find_runnable(self)
                         if found is None:
                             return False
@@ -202,56 +201,62 @@ class M:
             if record is not None:  # instrumented: the only place latency is taken
                 lat = now() - g.ready_ns
                 record[g.source](lat)
-                var = _ex.context_var  # exemplars: the trace the task was submitted in
-                if var is not None and g.ctx is not None:
-                    ids = _ex.sampled_ids(g.ctx.get(var, None))
-                    if ids is not None:
-                        latency.exemplar(g.source, lat, *ids)  # type: ignore[union-attr]
-            if g.form:  # a generator or coroutine (CALLABLE is 0)
-                if step(g, dirty, sched, timed):
-                    return True
-                continue
-            # A plain callable: this is the one place one runs.
-            future = g.future
-            if future is not None and not future.set_running_or_notify_cancel():
-                self.completed += 1
-                g.cancelled_before_start()
-                continue
-            g.state = _RUNNING
-            ctx = g.ctx
-            self.curg = g
-            try:
-                if ctx is None:
-                    value = g.fn(*g.args) if g.kwargs is None else g.fn(*g.args, **g.kwargs)  # type: ignore[misc]
-                else:
-                    kwargs = g.kwargs or {}
-                    value = ctx.run(g.fn, *g.args, **kwargs)  # type: ignore[arg-type, misc]
-            except BaseException as exc:
-                self.curg = None
-                self.completed += 1
-                g.finish(None, exc)
-            else:
-                self.curg = None
-                self.completed += 1
-                g.finish(value, None)
-            if g.preempt:
-                self.long_running += 1
-            if ctx is None and dirty():
+                if _ex.context_var is not None and g.ctx is not None:
+                    self._exemplar(g, lat)
+            if step(g, dirty, sched) if g.form else run(g, dirty):
                 return True  # the task set a context variable: start clean
+
+    def _reacquire_p(self) -> bool:
+        """Any P again after a system call gave ours away; ``False`` when the runtime stops."""
+        if self.latency is not None:
+            self.latency.fold()  # before we may go idle
+        return self.sched.acquire_p(self)
+
+    def _exemplar(self, g: Task, lat: int) -> None:
+        """Keep the trace ``g`` was submitted in as the exemplar of its latency, if sampled."""
+        ids = _ex.sampled_ids(g.ctx.get(_ex.context_var, None))  # type: ignore[union-attr, arg-type]
+        if ids is not None:
+            self.latency.exemplar(g.source, lat, *ids)  # type: ignore[union-attr]
+
+    def run(self, g: Task, dirty: Callable[[], int]) -> bool:
+        """Run the plain callable ``g`` to completion: the one place one runs.  ``True``
+        if it dirtied this M's clean context.  Its result leaves with this frame, so
+        the M holds nothing of it while it may park."""
+        future = g.future
+        if future is not None and not future.set_running_or_notify_cancel():
+            self.completed += 1
+            g.cancelled_before_start()
+            return False
+        g.state = _RUNNING
+        ctx = g.ctx
+        self.curg = g
+        try:
+            if ctx is None:
+                value = g.fn(*g.args) if g.kwargs is None else g.fn(*g.args, **g.kwargs)  # type: ignore[misc]
+            else:
+                value = ctx.run(g.fn, *g.args, **(g.kwargs or {}))  # type: ignore[arg-type, misc]
+        except BaseException as exc:
+            self.curg = None
+            self.completed += 1
+            g.finish(None, exc)
+        else:
+            self.curg = None
+            self.completed += 1
+            g.finish(value, None)
+        if g.preempt:
+            self.long_running += 1
+        return ctx is None and dirty() > 0
 
     # --- coroutine and generator tasks ------------------------------------------------------
 
-    def step(self, g: Task, dirty: Callable[[], int], sched: Scheduler, timed: bool) -> bool:
+    def step(self, g: Task, dirty: Callable[[], int], sched: Scheduler) -> bool:
         """Step ``g`` until it parks, re-queues or ends.  ``True`` if it dirtied
         this M's clean context (see the module doc; ``dirty()`` measures it).
-        ``sched`` and ``timed`` are the loop's (arguments cost less than lookups)."""
+        ``sched`` is the loop's (an argument costs less than a lookup)."""
         ctx = g.ctx
         dirtied = False
-        ext = g.ext
-        if ext is not None:
-            if ext.syscall_state is SyscallState.READY:
-                record_syscall(g, SyscallState.IDLE)
-            _check_deadline(g)
+        if g.ext is not None:
+            _resume_ext(g)
         g.state = _RUNNING
         self.curg = g
         it = g.it
@@ -273,15 +278,7 @@ class M:
                 else:
                     op = _send_or_throw(g, ctx)
             except BaseException as error:
-                self.curg = None
-                self.completed += 1
-                g.finish(None, error)
-                return dirtied or (ctx is None and dirty() > 0)
-            if op is _FINISHED:
-                self.curg = None
-                self.completed += 1
-                g.finish(g.result_value, None)
-                return dirtied or (ctx is None and dirty() > 0)
+                op = _Failed(error)
             if ctx is None and dirty():
                 # The task set a context variable in our clean context: it keeps
                 # a copy as its own; we start over in a fresh one afterwards.
@@ -289,68 +286,70 @@ class M:
                 dirtied = True
             if op is None or op is GOSCHED:  # a yield (the singleton: no type() call)
                 self.curg = None
-                if g.preempt:
-                    sched.preempt(self, g)
-                    return dirtied
-                # A yield: the tail of our own P's local queue (the M owns that
-                # tail, as Go's runqput), or the global queue if it is full;
-                # Go's Gosched always goes global, the local tail keeps the task
-                # near its cache, and only the yielding task leaves a full queue
-                # (moving half of it would churn on every yield).
-                g.state = _RUNNABLE
-                q = self.p.runq  # type: ignore[union-attr]
-                if len(q) < LOCAL_CAPACITY:
-                    if timed:  # source and ready_ns are read only when timed
-                        g.source = FROM_LOCAL
-                        g.ready_ns = _now()
-                    q.append(g)
-                else:
-                    if timed:
-                        g.source = FROM_GLOBAL
-                        g.ready_ns = _now()
-                    sched.global_queue.append(g)
+                sched.requeue(self, g)
                 return dirtied
-            kind = type(op)
-            if kind is Checkpoint:
-                if g.preempt:
-                    self.curg = None
-                    sched.preempt(self, g)
-                    return dirtied
-                if g.ext is not None:
-                    _check_deadline(g)
-                continue
-            if kind is Sleep:
+            if op is _FINISHED:
                 self.curg = None
-                sched.sleep(g, op.seconds)
+                self.completed += 1
+                g.finish(g.result_value, None)
                 return dirtied
-            if kind is Blocking:
-                has_p = self._blocking_call(g, op)
-                if ctx is None and dirty():  # set by the call: the task's, as above
-                    g.ctx = ctx = contextvars.copy_context()
-                    dirtied = True
-                if not has_p:
-                    # No P is free after the call: the task waits in the global
-                    # queue (a coroutine can move to another M); this M idles.
-                    self.curg = None
-                    sched.make_runnable(g)
-                    return dirtied
-                continue
-            if kind is Park:
-                # Register only now that g is suspended: a wake-up that races with
-                # the park can never run a task that is still running (Go's
-                # gopark(unlockf)).  After a successful register, g is not ours.
+            left = self._operation(g, op, dirty, sched)
+            if g.ctx is not ctx:  # a blocking call set a context variable: now the task's
+                ctx = g.ctx
+                dirtied = True
+            if left:
+                return dirtied
+
+    def _operation(self, g: Task, op: Any, dirty: Callable[[], int], sched: Scheduler) -> bool:
+        """Carry out an operation other than a yield; ``True`` if ``g`` left this M
+        (it failed, was preempted at a checkpoint, sleeps, is parked, or is queued
+        for another M)."""
+        kind = type(op)
+        if kind is _Failed:
+            self.curg = None
+            self.completed += 1
+            g.finish(None, op.error)
+            return True
+        if kind is Checkpoint:
+            if g.preempt:
                 self.curg = None
-                g.state = _WAITING
-                if op.register(g):
-                    return dirtied
-                g.state = _RUNNING
-                self.curg = g
-                continue
-            g.throw = TypeError(
-                f"a schedobs runtime task awaited or yielded {op!r}; only runtime operations "
-                "can suspend it: gosched, sleep, blocking and checkpoint (await or yield "
-                "them), channel and wait-group operations (await them, in async def tasks)"
-            )
+                sched.preempt(self, g)
+                return True
+            if g.ext is not None:
+                _check_deadline(g)
+            return False
+        if kind is Sleep:
+            self.curg = None
+            sched.sleep(g, op.seconds)
+            return True
+        if kind is Blocking:
+            has_p = self._blocking_call(g, op)
+            if g.ctx is None and dirty():  # set by the call: the task's, as after a step
+                g.ctx = contextvars.copy_context()
+            if has_p:
+                return False
+            # No P is free after the call: the task waits in the global queue (a
+            # coroutine can move to another M); this M idles.
+            self.curg = None
+            sched.make_runnable(g)
+            return True
+        if kind is Park:
+            # Register only now that g is suspended: a wake-up that races with the
+            # park can never run a task that is still running (Go's
+            # gopark(unlockf)).  After a successful register, g is not ours.
+            self.curg = None
+            g.state = _WAITING
+            if op.register(g):
+                return True
+            g.state = _RUNNING
+            self.curg = g
+            return False
+        g.throw = TypeError(
+            f"a schedobs runtime task awaited or yielded {op!r}; only runtime operations "
+            "can suspend it: gosched, sleep, blocking and checkpoint (await or yield "
+            "them), channel and wait-group operations (await them, in async def tasks)"
+        )
+        return False
 
     def _blocking_call(self, g: Task, op: Blocking) -> bool:
         """Run ``op`` on this thread as a system call; ``False`` if no P was free after."""
@@ -371,6 +370,23 @@ class M:
 
 
 _FINISHED: Any = object()  # "the task returned" (its value is in result_value)
+
+
+class _Failed:
+    """ "The task raised ``error``" (the rare end: one object per failed task)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _resume_ext(g: Task) -> None:
+    """A task with rare state resumes: a system call it came back from is over, and a
+    deadline that passed meanwhile is raised into it."""
+    if g.ext.syscall_state is SyscallState.READY:  # type: ignore[union-attr]
+        record_syscall(g, SyscallState.IDLE)
+    _check_deadline(g)
 
 
 @types.coroutine

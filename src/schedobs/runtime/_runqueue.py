@@ -3,13 +3,13 @@
 Both are ``collections.deque``: ``append`` and ``popleft`` are atomic, so the
 owner, thieves and the global-queue consumers can race without a lock and a
 task is still taken exactly once (whoever's ``popleft`` returns it).  The local
-queue's bound (256, as Go's) is enforced by its owner: on overflow it moves half
-of the queue to the global queue, so a burst spreads to idle Ps.
+queue's bound (256, as Go's) is enforced by ``Scheduler.runnable``, the one way
+in: a task that does not fit goes to the global queue, where idle Ps find it.
 
 ::
 
     submit (outside) ──► global ──► batch into local (owner)
-    go / wake-up (inside a task) ──► runnext ─┐   (full local: half to global)
+    go / wake-up (inside a task) ──► runnext ─┐   (displaced: local tail; full: global)
     yield ──► local tail (full: global) ──────┼─► M runs it
                           thief ◄── local ◄───┘   steal takes half from the head
 """
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from ._task import Task
 
 __all__ = [
-    "FROM_GLOBAL", "FROM_LOCAL", "GLOBAL_CHECK_ROUNDS", "LOCAL_CAPACITY", "overflow",
-    "steal_half", "take_batch",
+    "FROM_GLOBAL", "FROM_LOCAL", "GLOBAL_CHECK_ROUNDS", "LOCAL_CAPACITY", "steal_half",
+    "take_batch",
 ]  # fmt: skip
 
 LOCAL_CAPACITY = 256
@@ -37,19 +37,6 @@ GLOBAL_CHECK_ROUNDS = 61
 #: ``scheduler.queue``): the global queue or a P's local queue (runnext included).
 FROM_GLOBAL = 0
 FROM_LOCAL = 1
-
-
-def overflow(local: deque[Task], task: Task, global_queue: deque[Task]) -> None:
-    """``local`` is full: move its older half plus ``task`` to the global queue."""
-    moved = 0
-    half = len(local) // 2
-    while moved < half:
-        try:
-            global_queue.append(local.popleft())
-        except IndexError:  # thieves emptied it meanwhile
-            break
-        moved += 1
-    global_queue.append(task)
 
 
 def take_batch(global_queue: deque[Task], local: deque[Task], nprocs: int) -> Task | None:

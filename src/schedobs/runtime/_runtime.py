@@ -27,6 +27,55 @@ _T = TypeVar("_T")
 _copy_context = contextvars.copy_context
 
 
+def _procs(procs: int | None, max_workers: int | None) -> int:
+    """The number of Ps: ``procs``, or ``max_workers`` (``ThreadPoolExecutor``'s name for
+    it, with its error), or one per CPU."""
+    if max_workers is not None:
+        if procs is not None:
+            raise TypeError("give procs or max_workers (its ThreadPoolExecutor name), not both")
+        if is_int(max_workers) and max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")  # the stdlib's words
+        procs = max_workers
+    return _int_at_least("procs", os.cpu_count() or 1 if procs is None else procs, 1)
+
+
+def _check_settings(
+    procs: int,
+    max_threads: int,
+    max_queued: int | None,
+    syscall_threshold: float,
+    preempt_after: float,
+    name: str,
+    warm_threads: int,
+    groups: int,
+) -> None:
+    """Refuse a runtime's settings at the boundary, each with the value given."""
+    _int_at_least("max_threads", max_threads, 1)
+    if max_threads < procs:
+        raise ValueError(f"max_threads ({max_threads}) must be >= procs ({procs})")
+    if max_queued is not None and (not is_int(max_queued) or max_queued < 1):
+        raise ValueError(f"max_queued must be an int >= 1 or None, got {max_queued!r}")
+    for what, secs in (("syscall_threshold", syscall_threshold), ("preempt_after", preempt_after)):
+        if not is_number(secs) or not secs > 0:
+            raise ValueError(f"{what} must be a number of seconds > 0, got {secs!r}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty str, got {name!r}")
+    for what, count, least in (("warm_threads", warm_threads, 0), ("groups", groups, 1)):
+        if not is_int(count) or count < least:
+            raise ValueError(f"{what} must be an int >= {least}, got {count!r}")
+
+
+def _contract_hooks(name: str, metrics: Any, registry: Any) -> tuple[RuntimeHooks, Any]:
+    """Hooks that report the contract to ``metrics`` (made under ``name`` if None)."""
+    from ._instrument import ContractHooks
+
+    if metrics is None:
+        from schedobs.contract import SchedulerMetrics
+
+        metrics = SchedulerMetrics(name, kind="gmp", registry=registry)
+    return ContractHooks(metrics), metrics
+
+
 def _cpus(pin: bool | Sequence[int]) -> list[int]:
     if pin is False:
         return []
@@ -103,39 +152,12 @@ class Runtime(Executor):
         pin_cpus: bool | Sequence[int] = False,
         groups: int = 1,
     ) -> None:
-        if max_workers is not None:
-            if procs is not None:
-                raise TypeError("give procs or max_workers (its ThreadPoolExecutor name), not both")
-            if is_int(max_workers) and max_workers <= 0:
-                raise ValueError("max_workers must be greater than 0")  # the stdlib's words
-            procs = max_workers
-        procs = _int_at_least("procs", os.cpu_count() or 1 if procs is None else procs, 1)
-        _int_at_least("max_threads", max_threads, 1)
-        if max_threads < procs:
-            raise ValueError(f"max_threads ({max_threads}) must be >= procs ({procs})")
-        if max_queued is not None and (not is_int(max_queued) or max_queued < 1):
-            raise ValueError(f"max_queued must be an int >= 1 or None, got {max_queued!r}")
-        for what, secs in (
-            ("syscall_threshold", syscall_threshold),
-            ("preempt_after", preempt_after),
-        ):
-            if not is_number(secs) or not secs > 0:
-                raise ValueError(f"{what} must be a number of seconds > 0, got {secs!r}")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
-        for what, count in (("warm_threads", warm_threads), ("groups", groups)):
-            if not is_int(count) or count < (what == "groups"):
-                raise ValueError(f"{what} must be an int >= {int(what == 'groups')}, got {count!r}")
+        procs = _procs(procs, max_workers)
+        _check_settings(procs, max_threads, max_queued, syscall_threshold, preempt_after, name,
+                        warm_threads, groups)  # fmt: skip
         cpus = _cpus(pin_cpus)
-
         if hooks is None and (metrics is not None or instrument):
-            from ._instrument import ContractHooks
-
-            if metrics is None:
-                from schedobs.contract import SchedulerMetrics
-
-                metrics = SchedulerMetrics(name, kind="gmp", registry=registry)
-            hooks = ContractHooks(metrics)
+            hooks, metrics = _contract_hooks(name, metrics, registry)
         self.metrics = metrics
         """The :class:`~schedobs.contract.SchedulerMetrics` this runtime reports to, or None."""
         self.name = name
@@ -153,10 +175,8 @@ class Runtime(Executor):
             groups=groups,
         )
         if _process.interpreter_exiting():
-            # Too late to run anything (and Python 3.12+ starts no thread now):
-            # a runtime that starts no thread, finished, whose submissions raise.
-            self._sched.closing = True
-            self._sched.finished.set()
+            # Too late to run anything (and Python 3.12+ starts no thread now).
+            self._sched.close_unstarted()
         else:
             _process.register(self._sched)
             self._sched.start(warm_threads)

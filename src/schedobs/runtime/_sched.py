@@ -2,13 +2,12 @@
 
 Ms (threads) and the monitor never move tasks or processors themselves; they
 call the operations here, as trio's run loop calls ``Runner.reschedule`` and
-``task_exited``.  Each rule therefore lives in one place.  The one thing an M
-does itself is what Go's M does with ``runqput`` on its own P: it owns the
-tail of the local queue of the P it holds, so a task that yields is queued
-there by the M (see ``M.step``)::
+``task_exited``.  Each rule therefore lives in one place, and every way a task
+becomes runnable ends in :meth:`Scheduler.runnable`::
 
     submit ─────────────► global queue (outside) / runnext (from a running task)
     make_runnable ──────► runnext of the waker's P, else the global queue
+    requeue (a yield) ──► the tail of the yielding M's P
     preempt ────────────► the global queue
     find_runnable ──────► global batch ─► steal half ─► release the P ─► park
     entersyscall / exitsyscall / handoff_locked: the P of a blocked M moves on
@@ -46,7 +45,7 @@ from schedobs._shards import Shards
 from ._monitor import Monitor
 from ._ops import tls
 from ._processor import P_IDLE, P_RUNNING, P_SYSCALL, P
-from ._runqueue import FROM_GLOBAL, FROM_LOCAL, LOCAL_CAPACITY, overflow, steal_half, take_batch
+from ._runqueue import FROM_GLOBAL, FROM_LOCAL, LOCAL_CAPACITY, steal_half, take_batch
 from ._stats import RuntimeHooks
 from ._task import SyscallState, Task, TaskState, record_syscall
 
@@ -163,6 +162,12 @@ class Scheduler:
                 for _ in range(max(0, min(warm_threads, self.max_threads - len(self.all_ms)))):
                     self._new_m_locked().start()
 
+    def close_unstarted(self) -> None:
+        """Never start: finished at once, every submission refused (a runtime made while
+        the interpreter exits, when no thread can start)."""
+        self.closing = True
+        self.finished.set()
+
     # --- accepting work -------------------------------------------------------------
 
     def submit(self, g: Task) -> None:
@@ -184,9 +189,7 @@ class Scheduler:
         if inside:
             self.make_runnable(g, m)
             return
-        if self.timed:
-            g.ready_ns = _now()
-        gq.append(g)
+        self.runnable(g)
         if self.idle_ps and not self.nmspinning:
             self.wakep()
 
@@ -222,40 +225,64 @@ class Scheduler:
             return m
         return None
 
-    def make_runnable(self, g: Task, m: M | None = None) -> None:
-        """``g`` became runnable (started, woken, timer fired, back from a call).
+    def runnable(self, g: Task, p: P | None = None, *, next_in_line: bool = False) -> None:
+        """The one way a task becomes runnable; every path below ends here.
 
-        Made runnable by the task running on ``m``: next in line on ``m``'s P
-        (Go's ``runnext``: the woken task shares the waker's cache), the
-        previous occupant moving to the local queue; otherwise the global queue.
+        - ``p`` and ``next_in_line``: next on ``p`` (Go's ``runnext``: a task started
+          or woken by the task running on ``p`` shares its cache); the task that was
+          next moves to ``p``'s local tail;
+        - ``p`` alone: ``p``'s local tail (a yield; Go's ``runqput``);
+        - neither: the global queue (from outside, preemption, a lost P).
+
+        One overflow policy: a task that does not fit in a full local queue goes to
+        the global queue (Go moves half the local queue with it; here only the task
+        moves, so a yielding task does not churn 128 others on every yield).  The
+        caller wakes an M where one may be needed (``wakep``).
         """
         g.state = _RUNNABLE
-        if self.timed:
+        timed = self.timed  # ready_ns and source are read only when timed
+        if timed:
             g.ready_ns = _now()
-        p = m.p if m is not None and not m.in_syscall else None
         if p is not None:
-            g.source = FROM_LOCAL
-            old = p.runnext
-            p.runnext = g
-            if old is not None:
-                if len(p.runq) < LOCAL_CAPACITY:
-                    p.runq.append(old)
-                else:
-                    overflow(p.runq, old, self.global_queue)
-        else:
+            if next_in_line:
+                if timed:
+                    g.source = FROM_LOCAL
+                displaced = p.runnext
+                p.runnext = g
+                if displaced is None:
+                    return
+                g = displaced  # the previous next moves on to the local tail
+            q = p.runq
+            if len(q) < LOCAL_CAPACITY:
+                if timed:
+                    g.source = FROM_LOCAL
+                q.append(g)
+                return
+        if timed:
             g.source = FROM_GLOBAL
-            self.global_queue.append(g)
+        self.global_queue.append(g)
+
+    def make_runnable(self, g: Task, m: M | None = None) -> None:
+        """``g`` became runnable (started, woken, timer fired, back from a call): next
+        on ``m``'s P when the task running on ``m`` made it so, else the global queue."""
+        self.runnable(g, m.p if m is not None and not m.in_syscall else None, next_in_line=True)
         self.wakep()
 
     def preempt(self, m: M, g: Task) -> None:
         """The monitor flagged ``g`` and it reached a yield point: the global queue (as Go)."""
         m.preemptions += 1
         g.preempt = False
-        g.state = _RUNNABLE
-        g.source = FROM_GLOBAL
-        if self.timed:
-            g.ready_ns = _now()
-        self.global_queue.append(g)
+        self.runnable(g)
+
+    def requeue(self, m: M, g: Task) -> None:
+        """``g`` yielded on ``m``: the tail of ``m``'s own P (preempted: the global queue).
+
+        Go's ``Gosched`` always goes global; the local tail keeps the task near its
+        cache, and stealing spreads it when other Ps run dry."""
+        if g.preempt:
+            self.preempt(m, g)
+        else:
+            self.runnable(g, m.p)
 
     def sleep(self, g: Task, seconds: float) -> None:
         """Park ``g`` on the monitor's timer heap: no M is held while it sleeps."""
@@ -263,6 +290,20 @@ class Scheduler:
         self.monitor.add_timer(_now() + int(seconds * 1e9), g)
 
     # --- finding work (an M's slow path) ----------------------------------------------
+
+    def fair_round(self, m: M, p: P) -> Task | Rescan | None:
+        """Every ``GLOBAL_CHECK_ROUNDS``-th round of ``m`` on ``p``: hand ``p`` back if it
+        retires (``RESCAN``: ``m`` has no P now), else take from the global queue
+        first, so that a P busy with its own tasks cannot starve it (Go's
+        ``schedtick % 61``).  ``None``: nothing there, ``p``'s own queues next."""
+        if m.latency is not None:
+            m.latency.fold()
+        if p.retiring:  # the pool shrank: hand this P back, find another
+            self.retire(m, p)
+            return RESCAN
+        if self.global_queue:
+            return self.take_global(m, p)
+        return None
 
     def take_global(self, m: M, p: P) -> Task | None:
         """A fair batch from the global queue into ``p`` (Go's ``globrunqget``)."""
