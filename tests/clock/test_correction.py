@@ -15,7 +15,7 @@ from schedobs.check import check_otlp_metrics
 from schedobs.clock import ClockCorrector, ClockServer, OffsetEstimator
 from schedobs.contract import Registry
 from schedobs.export import configure
-from schedobs.testing import GrpcOtlpReceiver, latest_points
+from schedobs.testing import GrpcOtlpReceiver, latest_points, wait_until
 
 
 def _estimator(offset_ns: int, freq_ppm: float = 0.0) -> OffsetEstimator:
@@ -122,10 +122,7 @@ def test_configure_with_a_reference_server_corrects_exported_spans(
         try:
             clock = telemetry.clock
             assert clock is not None
-            deadline = time.monotonic() + 10
-            while clock.prober.samples < 6:
-                assert time.monotonic() < deadline, "no clock samples"
-                time.sleep(0.02)
+            wait_until(lambda: clock.prober.samples >= 6, what="six clock samples")
             before = time.time_ns()
             with telemetry.tracer_provider.get_tracer("t").start_as_current_span("rpc"):
                 pass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -13,20 +12,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import schedobs
 from schedobs.clock import ClockServer
 from schedobs.contract import CLOCK_LAST_SAMPLE, CLOCK_PROBE_OUTCOME, CLOCK_PROBES
+from schedobs.testing import wait_until
 
 
 def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _wait(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, object], float]]]:
@@ -65,7 +57,7 @@ def test_a_silent_reference_is_logged_once_and_its_recovery_too(
         def silence_warnings() -> list[str]:
             return [r.getMessage() for r in caplog.records if "no usable sample" in r.getMessage()]
 
-        _wait(silence_warnings, 10.0, "the silence warning")
+        wait_until(silence_warnings, 10.0, what="the silence warning")
         time.sleep(0.3)  # more lost probes: still one warning
         (message,) = silence_warnings()
         assert f"127.0.0.1:{port}" in message and "uncorrected" in message
@@ -79,7 +71,7 @@ def test_a_silent_reference_is_logged_once_and_its_recovery_too(
         if scheme:
             return  # recovery is the same code for both protocols; a schedobs server is quick
         with ClockServer(port=port):
-            _wait(lambda: not prober.silent, 10.0, "recovery")
+            wait_until(lambda: not prober.silent, 10.0, what="recovery")
             assert any("answers again" in r.getMessage() for r in caplog.records)
             points = _points(reader)
         outcomes = {attrs[CLOCK_PROBE_OUTCOME]: v for attrs, v in points[CLOCK_PROBES.name]}
@@ -103,7 +95,7 @@ def test_a_reference_that_answers_raises_no_warning(caplog: pytest.LogCaptureFix
         )
         try:
             assert telemetry.clock is not None
-            _wait(lambda: telemetry.clock.prober.samples >= 20, 10.0, "samples")  # type: ignore[union-attr]
+            wait_until(lambda: telemetry.clock.prober.samples >= 20, 10.0, what="samples")  # type: ignore[union-attr]
         finally:
             telemetry.shutdown(timeout=5)
     assert not [r for r in caplog.records if r.name.startswith("schedobs")]

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from schedobs.runtime import Autoscaler, Runtime
+from schedobs.testing import wait_until
 
 
 def spin(ms: float) -> None:
@@ -31,10 +32,8 @@ def test_resize_grows_and_shrinks_without_losing_tasks() -> None:
             rt.go(work, i)
         rt.resize(4)
         assert rt.procs == 4
-        deadline = time.monotonic() + 10
-        while rt.stats().processors - rt.stats().processors_idle < 2:  # the new Ps took work
-            assert time.monotonic() < deadline, rt.stats()
-            time.sleep(0.001)
+        # The new Ps took work.
+        wait_until(lambda: rt.stats().processors - rt.stats().processors_idle >= 2, what=rt.stats)
         rt.resize(1)  # busy Ps retire at their next check; their queues move to global
         assert rt.procs == 1
         rt.shutdown(wait=True)
@@ -75,12 +74,13 @@ def test_a_step_load_scales_out_settles_and_scales_back_in() -> None:
         # No flapping under the steady load: never out, in, out again.
         directions = [after > before for before, after in during]
         assert directions == sorted(directions, reverse=True)
+
         # Idle now: it shrinks back, one step at a time, to the minimum.
-        deadline = time.monotonic() + 10
-        while rt.procs > 1 and time.monotonic() < deadline:
+        def shrunk() -> bool:
             scaler.step()
-            time.sleep(0.01)
-        assert rt.procs == 1
+            return rt.procs == 1
+
+        wait_until(shrunk, interval=0.01, what=rt.stats)
         assert scaler.scale_ins >= 1
         assert rt.stats().scale_ins == scaler.scale_ins
     finally:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from schedobs.runtime import Runtime, RuntimeFuture
+from schedobs.testing import wait_until
 
 
 @pytest.fixture
@@ -64,8 +65,8 @@ def test_resolution_after_a_waiter_goes_through_the_condition() -> None:
     got: list[int] = []
     waiter = threading.Thread(target=lambda: got.append(f.result(timeout=5)))
     waiter.start()
-    while f._cond is None:  # the waiter built the condition and waits on it
-        time.sleep(0.001)
+    # The waiter built the condition and waits on it.
+    wait_until(lambda: f._cond is not None, timeout=5, what="the waiter to wait")
     f.set_result(7)
     waiter.join(5)
     assert got == [7]

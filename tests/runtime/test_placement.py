@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from schedobs.runtime import Runtime
+from schedobs.testing import wait_until
 
 
 def test_warm_threads_are_started_and_reused() -> None:
     rt = Runtime(procs=2, warm_threads=3)
     try:
-        deadline = time.monotonic() + 5
-        while len(rt._sched.idle_ms) < 3:  # all three parked in the idle list
-            assert time.monotonic() < deadline, rt.stats()
-            time.sleep(0.01)
+        # All three parked in the idle list.
+        wait_until(lambda: len(rt._sched.idle_ms) >= 3, timeout=5, what=rt.stats)
         assert rt.stats().threads_created == 3
         assert rt.submit(sum, [1, 2]).result(timeout=5) == 3
         assert rt.stats().threads_created == 3  # the first task found a warm M

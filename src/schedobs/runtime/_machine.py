@@ -8,7 +8,7 @@ The schedule loop, per round (Go's ``schedule``/``findRunnable``)::
 
 The loop owns no scheduling rule: it takes the next task, counts its schedule
 latency, runs it, and calls the scheduler for everything that moves a task
-(``find_runnable``, ``requeue`` after a yield, ``preempt``, ``sleep``,
+(``find_runnable``, ``runnable`` after a yield, ``preempt``, ``sleep``,
 ``make_runnable``, system calls) and ``Task.finish`` to end it.
 
 Executing a task: a plain callable runs to completion; a generator or
@@ -30,7 +30,6 @@ import contextlib
 import contextvars
 import os
 import threading
-import time
 import types
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -52,7 +51,6 @@ __all__ = ["M"]
 _RUNNABLE = TaskState.RUNNABLE
 _RUNNING = TaskState.RUNNING
 _WAITING = TaskState.WAITING
-_now = time.perf_counter_ns
 
 
 def _pin(cpu: int) -> None:
@@ -161,7 +159,7 @@ class M:
         sched = self.sched
         latency = self.latency
         record = latency.record if latency is not None else None
-        now = _now
+        now = sched.clock
         step = self.step
         run = self.run
         fair: Task | Rescan | None = None
@@ -256,7 +254,7 @@ class M:
         ctx = g.ctx
         dirtied = False
         if g.ext is not None:
-            _resume_ext(g)
+            _resume_ext(g, sched.clock)
         g.state = _RUNNING
         self.curg = g
         it = g.it
@@ -285,8 +283,14 @@ class M:
                 g.ctx = ctx = contextvars.copy_context()
                 dirtied = True
             if op is None or op is GOSCHED:  # a yield (the singleton: no type() call)
+                # The tail of our own P (Go's Gosched always goes global; the local
+                # tail keeps the task near its cache, and stealing spreads it), or
+                # the global queue if the monitor flagged it.
                 self.curg = None
-                sched.requeue(self, g)
+                if g.preempt:
+                    sched.preempt(self, g)
+                else:
+                    sched.runnable(g, self.p)
                 return dirtied
             if op is _FINISHED:
                 self.curg = None
@@ -316,7 +320,7 @@ class M:
                 sched.preempt(self, g)
                 return True
             if g.ext is not None:
-                _check_deadline(g)
+                _check_deadline(g, sched.clock)
             return False
         if kind is Sleep:
             self.curg = None
@@ -381,12 +385,12 @@ class _Failed:
         self.error = error
 
 
-def _resume_ext(g: Task) -> None:
+def _resume_ext(g: Task, clock: Callable[[], int]) -> None:
     """A task with rare state resumes: a system call it came back from is over, and a
     deadline that passed meanwhile is raised into it."""
     if g.ext.syscall_state is SyscallState.READY:  # type: ignore[union-attr]
-        record_syscall(g, SyscallState.IDLE)
-    _check_deadline(g)
+        record_syscall(g, SyscallState.IDLE, clock)
+    _check_deadline(g, clock)
 
 
 @types.coroutine
@@ -435,9 +439,9 @@ def _send_or_throw(g: Task, ctx: contextvars.Context | None) -> Any:
         return _FINISHED
 
 
-def _check_deadline(g: Task) -> None:
+def _check_deadline(g: Task, clock: Callable[[], int]) -> None:
     """Past its deadline, a task gets ``TimeoutError`` thrown in (once)."""
     ext = g.ext
-    if ext is not None and ext.deadline_ns and g.throw is None and _now() > ext.deadline_ns:
+    if ext is not None and ext.deadline_ns and g.throw is None and clock() > ext.deadline_ns:
         ext.deadline_ns = 0
         g.throw = TimeoutError("the task ran past its timeout (cancelled at a checkpoint)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from ._processor import P_IDLE, P_RUNNING, P_SYSCALL
@@ -82,7 +81,7 @@ class Monitor:
                 self._cond.notify()
 
     def add_timer(self, deadline_ns: int, task: Task) -> None:
-        """Make ``task`` runnable at ``deadline_ns`` (``perf_counter_ns`` clock)."""
+        """Make ``task`` runnable at ``deadline_ns`` (on the runtime's clock)."""
         with self._cond:
             heapq.heappush(self._timers, (deadline_ns, next(self._seq), task))
             if self._timers[0][2] is task:
@@ -110,7 +109,7 @@ class Monitor:
             with self._cond:
                 if self._stopped:
                     return
-                now = time.perf_counter_ns()
+                now = sched.clock()
                 active = self._active()
                 wait_ns: int | None = delay if active else None
                 if self._timers:
@@ -125,7 +124,7 @@ class Monitor:
                 self.parked = False
                 if self._stop_requested():
                     return
-                now = time.perf_counter_ns()
+                now = sched.clock()
                 due: list[Task] = []
                 while self._timers and self._timers[0][0] <= now:
                     due.append(heapq.heappop(self._timers)[2])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
@@ -132,6 +133,12 @@ class Runtime(Executor):
             round-robin; or a list of CPU numbers).  A no-op where unsupported.
         groups: placement groups of Ps (NUMA nodes, say); stealing prefers a
             victim in the thief's own group.
+        clock: the runtime's time stamps, in nanoseconds, monotonic (default
+            ``time.perf_counter_ns``): schedule latency, timers, deadlines, system
+            calls and the monitor's retake and preemption rules read it.  For tests
+            that decide time themselves; the monitor's own waits stay real time.
+        seed: seeds the choice of stealing victims (``None``: from the OS), so that
+            a test can replay an order.
     """
 
     def __init__(
@@ -151,11 +158,17 @@ class Runtime(Executor):
         warm_threads: int = 0,
         pin_cpus: bool | Sequence[int] = False,
         groups: int = 1,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        seed: int | None = None,
     ) -> None:
         procs = _procs(procs, max_workers)
         _check_settings(procs, max_threads, max_queued, syscall_threshold, preempt_after, name,
                         warm_threads, groups)  # fmt: skip
         cpus = _cpus(pin_cpus)
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning nanoseconds, got {clock!r}")
+        if seed is not None and not is_int(seed):
+            raise ValueError(f"seed must be an int or None, got {seed!r}")
         if hooks is None and (metrics is not None or instrument):
             hooks, metrics = _contract_hooks(name, metrics, registry)
         self.metrics = metrics
@@ -173,6 +186,8 @@ class Runtime(Executor):
             preempt_after_ns=int(preempt_after * 1e9),
             pin_cpus=cpus,
             groups=groups,
+            clock=clock,
+            seed=seed,
         )
         if _process.interpreter_exiting():
             # Too late to run anything (and Python 3.12+ starts no thread now).
@@ -218,7 +233,7 @@ class Runtime(Executor):
     ) -> Task:
         """Start a task with options, for schedulers layered on the runtime.
 
-        ``deadline_ns`` (a ``time.perf_counter_ns()`` instant; 0: none): past it, a
+        ``deadline_ns`` (an instant on :attr:`clock`; 0: none): past it, a
         coroutine or generator task gets ``TimeoutError`` at its next checkpoint.
         ``tenant``: the tenant the task is accounted to (:attr:`Task.tenant`).
         """
@@ -268,6 +283,11 @@ class Runtime(Executor):
     def procs(self) -> int:
         """Number of processors."""
         return self._sched.nprocs
+
+    @property
+    def clock(self) -> Callable[[], int]:
+        """The runtime's clock (nanoseconds; ``time.perf_counter_ns`` unless given)."""
+        return self._sched.clock
 
     @property
     def instrumented(self) -> bool:

@@ -7,7 +7,7 @@ becomes runnable ends in :meth:`Scheduler.runnable`::
 
     submit ─────────────► global queue (outside) / runnext (from a running task)
     make_runnable ──────► runnext of the waker's P, else the global queue
-    requeue (a yield) ──► the tail of the yielding M's P
+    runnable (a yield) ─► the tail of the yielding M's P
     preempt ────────────► the global queue
     find_runnable ──────► global batch ─► steal half ─► release the P ─► park
     entersyscall / exitsyscall / handoff_locked: the P of a blocked M moves on
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RESCAN", "RejectedError", "Rescan", "Scheduler"]
 
-_now = time.perf_counter_ns
 _RUNNABLE = TaskState.RUNNABLE
 _RUNNING = TaskState.RUNNING
 _WAITING = TaskState.WAITING
@@ -106,6 +105,8 @@ class Scheduler:
         preempt_after_ns: int,
         pin_cpus: Sequence[int],
         groups: int,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        seed: int | None = None,
     ) -> None:
         #: The :class:`~schedobs.runtime.Runtime` façade (``current_runtime()``).
         self.runtime = runtime
@@ -135,7 +136,11 @@ class Scheduler:
         self.nmspinning = 0
         self._make_m = make_m
         self._mids = itertools.count()
-        self.rng = random.Random()
+        #: Nanoseconds, monotonic: every time stamp of the runtime (latency, timers,
+        #: deadlines, system calls).  Injectable, as the seed, for deterministic tests.
+        self.clock = clock
+        #: Picks stealing victims (seeded: the same order every run).
+        self.rng = random.Random(seed)
         # Lifecycle: closing (no new work from outside), finished (every accepted
         # task done), stopping (Ms exit).
         self.closing = False
@@ -225,7 +230,7 @@ class Scheduler:
             return m
         return None
 
-    def runnable(self, g: Task, p: P | None = None, *, next_in_line: bool = False) -> None:
+    def runnable(self, g: Task, p: P | None = None, next_in_line: bool = False) -> None:
         """The one way a task becomes runnable; every path below ends here.
 
         - ``p`` and ``next_in_line``: next on ``p`` (Go's ``runnext``: a task started
@@ -242,7 +247,7 @@ class Scheduler:
         g.state = _RUNNABLE
         timed = self.timed  # ready_ns and source are read only when timed
         if timed:
-            g.ready_ns = _now()
+            g.ready_ns = self.clock()
         if p is not None:
             if next_in_line:
                 if timed:
@@ -265,7 +270,7 @@ class Scheduler:
     def make_runnable(self, g: Task, m: M | None = None) -> None:
         """``g`` became runnable (started, woken, timer fired, back from a call): next
         on ``m``'s P when the task running on ``m`` made it so, else the global queue."""
-        self.runnable(g, m.p if m is not None and not m.in_syscall else None, next_in_line=True)
+        self.runnable(g, m.p if m is not None and not m.in_syscall else None, True)
         self.wakep()
 
     def preempt(self, m: M, g: Task) -> None:
@@ -274,20 +279,10 @@ class Scheduler:
         g.preempt = False
         self.runnable(g)
 
-    def requeue(self, m: M, g: Task) -> None:
-        """``g`` yielded on ``m``: the tail of ``m``'s own P (preempted: the global queue).
-
-        Go's ``Gosched`` always goes global; the local tail keeps the task near its
-        cache, and stealing spreads it when other Ps run dry."""
-        if g.preempt:
-            self.preempt(m, g)
-        else:
-            self.runnable(g, m.p)
-
     def sleep(self, g: Task, seconds: float) -> None:
         """Park ``g`` on the monitor's timer heap: no M is held while it sleeps."""
         g.state = _WAITING
-        self.monitor.add_timer(_now() + int(seconds * 1e9), g)
+        self.monitor.add_timer(self.clock() + int(seconds * 1e9), g)
 
     # --- finding work (an M's slow path) ----------------------------------------------
 
@@ -521,22 +516,22 @@ class Scheduler:
         p = m.p
         assert p is not None
         g.state = _SYSCALL
-        record_syscall(g, SyscallState.PREPARE)
+        record_syscall(g, SyscallState.PREPARE, self.clock)
         m.in_syscall = True
-        p.syscall_since = _now()
+        p.syscall_since = self.clock()
         p.status = P_SYSCALL
         if park and self.wants_p(p):
             with self.lock:
                 if p.status == P_SYSCALL and p.m is m:
                     self.handoff_locked(p)
         self.monitor.kick_if_asleep()
-        record_syscall(g, SyscallState.BLOCKED)
+        record_syscall(g, SyscallState.BLOCKED, self.clock)
         return p
 
     def exitsyscall(self, m: M, g: Task, p: P) -> bool:
         """Back from the call: reacquire ``p`` if still reserved, else any idle P
         (``True``), or report that none is free (``m.p`` is then ``None``)."""
-        record_syscall(g, SyscallState.RESUMED)
+        record_syscall(g, SyscallState.RESUMED, self.clock)
         m.in_syscall = False
         with self.lock:
             if p.status == P_SYSCALL and p.m is m:
@@ -547,10 +542,10 @@ class Scheduler:
         if q is not None:
             m.p = q
             g.state = _RUNNING
-            record_syscall(g, SyscallState.IDLE)
+            record_syscall(g, SyscallState.IDLE, self.clock)
             return True
         m.p = None
-        record_syscall(g, SyscallState.READY)
+        record_syscall(g, SyscallState.READY, self.clock)
         return False
 
     def exitsyscall_here(self, m: M, g: Task, p: P) -> None:
@@ -568,7 +563,7 @@ class Scheduler:
         if q is None:
             m.park_until_p()
         g.state = _RUNNING
-        record_syscall(g, SyscallState.IDLE)
+        record_syscall(g, SyscallState.IDLE, self.clock)
 
     def has_work_for(self, p: P) -> bool:
         """Whether tasks wait that ``p`` would run: on it or in the global queue (racy)."""

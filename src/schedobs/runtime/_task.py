@@ -20,7 +20,6 @@ import contextvars
 import enum
 import logging
 import threading
-import time
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from typing import Any
@@ -133,7 +132,7 @@ class Task:
     throw: BaseException | None
     result_value: Any
     exc: BaseException | None
-    #: ``perf_counter_ns`` when the task last became runnable (instrumented runtimes).
+    #: The runtime's clock when the task last became runnable (instrumented runtimes).
     ready_ns: int
     #: The queue it waited in: 0 global, 1 local (schedule latency by queue).
     source: int
@@ -342,7 +341,7 @@ class _Extra:
 
     def __init__(self) -> None:
         self.id = 0
-        #: perf_counter_ns deadline: past it, the task gets TimeoutError at its next
+        #: Deadline on the runtime's clock: past it, the task gets TimeoutError at its next
         #: checkpoint (0: none).
         self.deadline_ns = 0
         self.syscall_state = SyscallState.IDLE
@@ -351,10 +350,10 @@ class _Extra:
         self.tenant: str | None = None
 
 
-def record_syscall(task: Task, state: SyscallState) -> int:
+def record_syscall(task: Task, state: SyscallState, clock: Callable[[], int]) -> int:
     """Attribute the time since the last transition to the task's current syscall
-    state, then enter ``state``.  Returns the time stamp (``perf_counter_ns``)."""
-    now = time.perf_counter_ns()
+    state, then enter ``state``.  Returns the time stamp (``clock()``, the runtime's)."""
+    now = clock()
     ext = task.extra()
     old = ext.syscall_state
     if old:

@@ -54,7 +54,6 @@ from ._spec import SLA_WEIGHTS, ConstraintError, Limits, Tenant
 
 __all__ = ["TenantScheduler", "TenantStats"]
 
-_now = time.perf_counter_ns
 _cpu = time.thread_time_ns
 _ADMISSION_SHARE = 0.95  # refuse once usage would pass 95 % of the hard limit
 _DEVIATION = 0.15
@@ -85,13 +84,14 @@ class _Entry:
         kwargs: dict[str, Any],
         future: Future[Any],
         deadline_ns: int,
+        submitted_ns: int,
     ) -> None:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
         self.future = future
         self.deadline_ns = deadline_ns
-        self.submitted_ns = _now()
+        self.submitted_ns = submitted_ns
         self.cost_ns = 0.0
 
 
@@ -134,6 +134,8 @@ class TenantScheduler:
         arbitration_period: int = 256,
     ) -> None:
         self.runtime = runtime
+        # The runtime's clock: deadlines given to it and waits measured here agree.
+        self._now = runtime.clock
         self.limits = limits or Limits()
         self.sla_weights = dict(SLA_WEIGHTS if sla_weights is None else sla_weights)
         for sla, w in self.sla_weights.items():
@@ -234,9 +236,10 @@ class TenantScheduler:
         except ConstraintError:
             self._count_refusal(tenant, "constraint_violation")
             raise
-        deadline = _now() + int(timeout * 1e9) if timeout else 0
+        now = self._now()
+        deadline = now + int(timeout * 1e9) if timeout else 0
         future: Future[Any] = RuntimeFuture()
-        entry = _Entry(fn, args, kwargs, future, deadline)
+        entry = _Entry(fn, args, kwargs, future, deadline, now)
         with self._lock:
             pool = self._pools.get(tenant)
             if pool is None and not self._closing:
@@ -308,7 +311,7 @@ class TenantScheduler:
 
     def _begin(self, pool: _Pool, entry: _Entry) -> int | None:
         """Start bookkeeping; ``None`` if the task must not run (cancelled, timed out)."""
-        start = _now()
+        start = self._now()
         future = entry.future
         if not future.set_running_or_notify_cancel():
             self._finish(pool, entry, 0)
@@ -350,7 +353,7 @@ class TenantScheduler:
         else:
             entry.future.set_result(result)
         finally:
-            self._finish(pool, entry, _now() - start)
+            self._finish(pool, entry, self._now() - start)
 
     def _run_generator(self, pool: _Pool, entry: _Entry) -> Any:
         start = self._begin(pool, entry)
@@ -363,7 +366,7 @@ class TenantScheduler:
         else:
             entry.future.set_result(result)
         finally:
-            self._finish(pool, entry, _now() - start)
+            self._finish(pool, entry, self._now() - start)
 
     def _finish(self, pool: _Pool, entry: _Entry, cost_ns: int) -> None:
         with self._lock:
