@@ -173,6 +173,8 @@ class M:
             tick = p.schedtick = p.schedtick + 1
             g: Task | None = None
             if tick % GLOBAL_CHECK_ROUNDS == 0:
+                if latency is not None:
+                    latency.fold()  # this M's own batch, on the same round
                 fair = sched.fair_round(self, p)
                 if fair is RESCAN:
                     continue

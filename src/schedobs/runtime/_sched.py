@@ -291,8 +291,6 @@ class Scheduler:
         retires (``RESCAN``: ``m`` has no P now), else take from the global queue
         first, so that a P busy with its own tasks cannot starve it (Go's
         ``schedtick % 61``).  ``None``: nothing there, ``p``'s own queues next."""
-        if m.latency is not None:
-            m.latency.fold()
         if p.retiring:  # the pool shrank: hand this P back, find another
             self.retire(m, p)
             return RESCAN
