@@ -41,6 +41,7 @@ import contextvars
 import sys
 import time
 import weakref
+from asyncio.format_helpers import _format_callback_source
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -59,6 +60,7 @@ _PY311 = sys.version_info[:2] == (3, 11)
 # The create_task that _TaskTimer.create_task stands in for.
 _LOOP_CREATE_TASK = asyncio.BaseEventLoop.create_task
 _Task = asyncio.Task
+_Handle = asyncio.Handle
 _THIS_FILE = __file__
 
 
@@ -205,31 +207,42 @@ class AsyncioInstrumentation:
             return restore
         factory: Callable[..., asyncio.Future[Any]] = timer.factory
         loop.set_task_factory(factory)
-        return lambda: loop.set_task_factory(previous)
+
+        def unset() -> None:
+            # A factory set after install() replaced ours (its tasks go untimed): it
+            # stays the loop's.
+            if loop.get_task_factory() == factory:
+                loop.set_task_factory(previous)
+
+        return unset
 
 
 class _TaskTimer:
-    """Per-task timing on one loop: the loop's ``create_task`` (or a task factory) and
-    the first-step callback it puts in each new task's first handle.
+    """Per-task timing on one loop: the loop's ``create_task`` (or a task factory), and
+    the handle class that each new task's first handle becomes.
 
-    The two per-task paths, :attr:`create_task` and :attr:`callback`, are closures
-    over what they read, made once here: a closure's cell reads cost less than a
-    method's attribute reads, which is 1-2 % of a trivial task.  (Compiled with
-    mypyc they were slower still, called back from asyncio's C code: this module
-    stays interpreted.)
+    A task's first step is a plain :class:`asyncio.Handle` that the task's
+    constructor has just put at the end of the loop's ready queue.  The timer
+    changes that one handle's class to :attr:`handle_class`, a subclass with no
+    fields of its own whose ``_run`` records the wait and then does exactly what
+    ``Handle._run`` does.  Nothing else about the handle changes (its callback,
+    context, ``repr`` and cancellation are asyncio's), and no Python frame is
+    added to the step: a callback of ours in front of the task's step cost twice
+    as much (two frames and a queue of steps, about 0.35 µs a task against
+    0.18 µs; ``benchmarks/bench_adapters.py``).
 
-    The callback finds its step and creation time in two FIFO queues rather than
-    in a tuple per task: the loop runs its ready queue first in, first out and
-    never drops a task's first step (only ``close()`` clears the queue, and the
-    instrumentation goes with the loop), so the n-th first step to run is the
-    n-th task created.  A tuple per task holding the step (an object the garbage
-    collector tracks) cost 20 % of a trivial task's create-and-gather with 100k
-    tasks alive, the collector's passes included; floats and references in a
-    deque cost it nothing.
+    The handle finds its creation time in a FIFO queue rather than in a field or
+    a tuple per task: the loop runs its ready queue first in, first out and never
+    drops a task's first step (only ``close()`` clears the queue, and the
+    instrumentation goes with the loop), so the n-th timed handle to run is the
+    n-th task timed.  A tuple per task (an object the garbage collector tracks)
+    cost 20 % of a trivial task's create-and-gather with 100k tasks alive, the
+    collector's passes included; floats in a deque cost it nothing.
 
     The wait goes into ``batch`` (an append; binned ``batch.size`` at a time)
     unless exemplars are on and the task runs in an OpenTelemetry context: then
-    it is observed on its own, so that its bucket can keep the trace.
+    it is observed on its own, in the task's context, so that its bucket can
+    keep the trace.
     """
 
     def __init__(
@@ -243,12 +256,10 @@ class _TaskTimer:
         #: The loop's ready queue (``None``: a loop without one; tasks go untimed).
         self.ready = ready
         self.previous = previous
-        # The steps and creation times of tasks whose first step has not run yet,
-        # in creation order.
-        self.steps: deque[Callable[[], object]] = deque()
+        #: The creation times of timed tasks whose first step has not run yet, in order.
         self.created: deque[float] = deque()
-        #: What every timed handle calls first.
-        self.callback = self._make_first_step(observe, batch)
+        #: What a timed task's first handle becomes.
+        self.handle_class = _timed_handle_class(self.created.popleft, observe, batch)
         #: Stands in for the loop's own ``create_task`` (Python 3.11, no factory).
         self.create_task = self._make_create_task(loop)
 
@@ -267,14 +278,18 @@ class _TaskTimer:
 
     def time_first_step(self, task: asyncio.Future[Any], created: float) -> None:
         """Time ``task``'s first step, if the handle the loop has just queued last is it
-        (a factory may have made something else, or nothing the loop runs)."""
+        (a factory may have made something else, or nothing the loop runs; a loop
+        may queue handles of its own kind, which stay untimed)."""
         ready = self.ready
         if ready:
-            handle = ready[-1]
+            handle: Any = ready[-1]
             step = handle._callback
-            if getattr(step, "__self__", None) is task and not handle._args:
-                handle._callback = self.callback
-                self.steps.append(step)
+            if (
+                type(handle) is _Handle
+                and getattr(step, "__self__", None) is task
+                and not handle._args
+            ):
+                handle.__class__ = self.handle_class
                 self.created.append(created)
 
     def _make_create_task(self, loop: Any) -> Callable[..., asyncio.Task[Any]]:
@@ -288,8 +303,8 @@ class _TaskTimer:
         """
         original = loop.create_task
         ready = self.ready
-        push_step, push_created = self.steps.append, self.created.append
-        callback, time_first_step = self.callback, self.time_first_step
+        push_created = self.created.append
+        handle_class, time_first_step = self.handle_class, self.time_first_step
 
         def create_task(
             coro: Coroutine[Any, Any, Any],
@@ -306,31 +321,57 @@ class _TaskTimer:
                 time_first_step(made, created)
                 return made
             task: asyncio.Task[Any] = _Task(coro, loop=loop, name=name, context=context)  # type: ignore[call-arg,unused-ignore]  # 3.11+
-            handle = ready[-1]  # type: ignore[index]  # not None where this is used
-            push_step(handle._callback)
-            handle._callback = callback
+            ready[-1].__class__ = handle_class  # type: ignore[index]  # not None where used
             push_created(created)
             return task
 
         return create_task
 
-    def _make_first_step(
-        self, observe: Callable[[float], None], batch: LatencyBatch
-    ) -> Callable[[], object]:
-        """The callback in a new task's first handle: record the wait, take the step."""
-        next_step, next_created = self.steps.popleft, self.created.popleft
-        pending, size, flush = batch.pending, batch.size, batch.flush
 
-        def first_step() -> object:
-            step = next_step()
+def _timed_handle_class(
+    next_created: Callable[[], float], observe: Callable[[float], None], batch: LatencyBatch
+) -> type[asyncio.Handle]:
+    """A subclass of :class:`asyncio.Handle` (named ``Handle``, so that ``repr`` is
+    asyncio's) whose ``_run`` records the wait of the task it starts.
+
+    ``_run`` is asyncio's own (the same in CPython 3.10 to 3.13) with the
+    recording in front; it is written out rather than calling the base class's,
+    because that call alone was half of the timing's cost.
+    """
+    pending, size, flush = batch.pending, batch.size, batch.flush
+
+    class Handle(_Handle):
+        __slots__ = ()
+
+        def _run(self) -> None:
             waited = _now() - next_created()
             var = _exemplars.context_var
-            if var is not None and var.get(None):
-                observe(waited * 1000.0)
+            if var is not None and self._context.get(var):  # type: ignore[attr-defined]
+                self._context.run(observe, waited * 1000.0)  # type: ignore[attr-defined]
             else:
                 pending.append(waited)
                 if len(pending) >= size:
                     flush()
-            return step()
+            try:
+                self._context.run(self._callback, *self._args)  # type: ignore[attr-defined]
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                _report(self, exc)
+                # As asyncio does: a traceback the handler keeps must not keep the handle.
+                del self
 
-        return first_step
+    return Handle
+
+
+def _report(handle: Any, exc: BaseException) -> None:
+    """What ``asyncio.Handle._run`` does with an exception its callback raised."""
+    source = _format_callback_source(handle._callback, handle._args)
+    context: dict[str, Any] = {
+        "message": f"Exception in callback {source}",
+        "exception": exc,
+        "handle": handle,
+    }
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
