@@ -22,7 +22,7 @@ if MODE != "0":
     import schedobs
     from schedobs.adapters import CeleryInstrumentation
 
-    telemetry = schedobs.configure("bench", prometheus="127.0.0.1:0", clock_reference=BROKER)
+    telemetry = schedobs.configure("bench", prometheus="127.0.0.1:0", clock=BROKER)
     assert telemetry.clock is not None
     if MODE == "1":
         CeleryInstrumentation(app, clock=telemetry.clock.estimator).install()

@@ -89,10 +89,11 @@ def main() -> None:
         otlp_metrics=None if env else "metrics" in signals,
         export_interval=3600,
         prometheus=None,
-        clock_reference=None if reference == "none" else reference,
         # Fast probes so the demo converges in a second; an NTP server's
         # rate limit needs the default (5 s) or more.
-        clock_interval=0.05,
+        clock=None
+        if reference == "none"
+        else schedobs.ClockCompensation.create(reference, interval=0.05),
         set_global=False,
     )
     tracer = telemetry.tracer_provider.get_tracer("e2e")

@@ -60,7 +60,8 @@ def test_clock_depends_on_nothing_above_it() -> None:
 
 PUBLIC = {
     "schedobs": {
-        "CONTRACT", "CONTRACT_VERSION", "REGISTRY", "LatencyHistogram", "QueueLengthGauge",
+        "CONTRACT", "CONTRACT_VERSION", "REGISTRY", "ClockCompensation", "LatencyHistogram",
+        "QueueLengthGauge",
         "Registry", "RejectionCounter", "SchedulerMetrics", "Telemetry", "TimestampRewriter",
         "__version__", "configure",
     },
@@ -156,6 +157,10 @@ _ALLOWED_FOREIGN_PRIVATE = {
     "_args": (
         "asyncio's Handle: a new task's first-step handle has none; checked before it is "
         "timed (adapters/_asyncio, task_timing; the loop's _ready/_callback likewise)"
+    ),
+    "_callback": (
+        "asyncio's Handle: which step a new task's first handle runs, checked before it is "
+        "timed, and run by the timed handle as Handle._run runs it (adapters/_asyncio)"
     ),
     **dict.fromkeys(
         ("_task_factory", "_debug", "_closed"),

@@ -39,8 +39,8 @@ telemetry = schedobs.configure(
     "shop",
     zone=os.environ.get("SCHEDOBS_ZONE"),
     prometheus=os.environ.get("SCHEDOBS_PROMETHEUS") or None,
-    clock_reference=BROKER,  # the broker every process reaches is the common clock
-    clock_interval=1.0,
+    # The broker every process reaches is the common clock.
+    clock=schedobs.ClockCompensation.create(BROKER, interval=1.0),
 )
 assert telemetry.clock is not None
 

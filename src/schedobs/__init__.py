@@ -33,12 +33,13 @@ from .contract import (
     RejectionCounter,
     SchedulerMetrics,
 )
-from .export import Telemetry, TimestampRewriter, configure
+from .export import ClockCompensation, Telemetry, TimestampRewriter, configure
 
 __all__ = [
     "CONTRACT",
     "CONTRACT_VERSION",
     "REGISTRY",
+    "ClockCompensation",
     "LatencyHistogram",
     "QueueLengthGauge",
     "Registry",

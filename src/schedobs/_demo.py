@@ -186,7 +186,7 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
         otlp_protocol=options.otlp_protocol,
         export_interval=5.0,
         registry=registry,
-        clock_reference=options.clock_reference,
+        clock=options.clock_reference,
         set_global=False,
     )
     rt = Runtime(procs=2, name="demo", instrument=True, registry=registry)

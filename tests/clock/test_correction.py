@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from schedobs.check import check_otlp_metrics
 from schedobs.clock import ClockCorrector, ClockServer, OffsetEstimator
 from schedobs.contract import Registry
-from schedobs.export import configure
+from schedobs.export import ClockCompensation, configure
 from schedobs.testing import GrpcOtlpReceiver, latest_points, wait_until
 
 
@@ -115,8 +115,9 @@ def test_configure_with_a_reference_server_corrects_exported_spans(
             export_interval=3600,
             prometheus=None,
             registry=registry,
-            clock_reference=f"{server.address[0]}:{server.address[1]}",
-            clock_interval=0.05,
+            clock=ClockCompensation.create(
+                f"{server.address[0]}:{server.address[1]}", interval=0.05
+            ),
             set_global=False,
         )
         try:
@@ -145,8 +146,54 @@ def test_configure_with_a_reference_server_corrects_exported_spans(
 
 def test_clock_settings_are_validated(registry: Registry) -> None:
     with pytest.raises(ValueError, match="must look like"):
-        configure(clock_reference="nowhere", registry=registry, prometheus=None, set_global=False)
-    with pytest.raises(ValueError, match="exclusive"):
+        configure(clock="nowhere", registry=registry, prometheus=None, set_global=False)
+    with pytest.raises(TypeError, match="clock must be a reference string"):
+        configure(clock=b"127.0.0.1:1", registry=registry, prometheus=None, set_global=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'clock_refrence'"):
+        configure(clock_refrence="127.0.0.1:1", registry=registry, set_global=False)
+
+
+def test_clock_takes_a_reference_a_compensation_or_a_rewriter(registry: Registry) -> None:
+    """One ``clock=`` parameter: what each form starts, and who stops it."""
+    with ClockServer(port=0) as server:
+        reference = f"{server.address[0]}:{server.address[1]}"
+        made = []
+        for clock in (reference, ClockCompensation.create(reference, interval=0.05)):
+            telemetry = configure(
+                clock=clock, registry=registry, prometheus=None, otlp_endpoint=None,
+                set_global=False,
+            )  # fmt: skip
+            assert telemetry.clock is not None
+            assert telemetry.clock.prober.reference == server.address
+            assert telemetry.clock.prober._thread.is_alive()  # started by configure()
+            telemetry.shutdown(timeout=2)
+            assert not telemetry.clock.prober._thread.is_alive()  # stopped by shutdown()
+            made.append(telemetry.clock)
+        assert made[1] is not made[0]
+        assert made[0].prober.interval == 5.0  # a reference string: the defaults
+        assert made[1].prober.interval == 0.05
+
+    corrector = ClockCorrector(OffsetEstimator())
+    telemetry = configure(clock=corrector, registry=registry, prometheus=None, set_global=False)
+    assert telemetry.clock is None  # a rewriter alone: nothing to probe
+    telemetry.shutdown(timeout=2)
+
+
+def test_the_0_1_keywords_still_work_and_say_what_replaced_them(registry: Registry) -> None:
+    with ClockServer(port=0) as server:
+        reference = f"{server.address[0]}:{server.address[1]}"
+        with pytest.warns(DeprecationWarning, match="clock="):
+            telemetry = configure(
+                clock_reference=reference, clock_interval=0.05, clock_max_adjust=2.0,
+                registry=registry, prometheus=None, set_global=False,
+            )  # fmt: skip
+        try:
+            assert telemetry.clock is not None
+            assert telemetry.clock.prober.interval == 0.05
+            assert telemetry.clock.corrector.max_adjust_ns == 2_000_000_000
+        finally:
+            telemetry.shutdown(timeout=2)
+    with pytest.warns(DeprecationWarning, match="clock="), pytest.raises(ValueError, match="exclu"):
         configure(
             clock_reference="127.0.0.1:1",
             timestamp_rewriter=ClockCorrector(OffsetEstimator()),
@@ -154,3 +201,5 @@ def test_clock_settings_are_validated(registry: Registry) -> None:
             prometheus=None,
             set_global=False,
         )
+    with pytest.raises(ValueError, match="give only clock="):
+        configure(clock="127.0.0.1:1", clock_interval=1.0, registry=registry, set_global=False)

@@ -156,9 +156,9 @@ def test_configure_uses_an_ntp_reference(chrony_server: ChronyServer) -> None:
         prometheus=None,
         otlp_endpoint=None,
         set_global=False,
-        clock_reference=f"ntp://{chrony_server.address}",
-        clock_key=chrony_server.keys["SHA256"],
-        clock_interval=0.05,
+        clock=schedobs.ClockCompensation.create(
+            f"ntp://{chrony_server.address}", key=chrony_server.keys["SHA256"], interval=0.05
+        ),
     )
     try:
         assert telemetry.clock is not None

@@ -145,8 +145,7 @@ def test_configure_uses_a_redis_reference(redis_server: RedisServer) -> None:
         prometheus=None,
         otlp_endpoint=None,
         set_global=False,
-        clock_reference=redis_server.url,
-        clock_interval=0.05,
+        clock=schedobs.ClockCompensation.create(redis_server.url, interval=0.05),
     )
     try:
         assert telemetry.clock is not None

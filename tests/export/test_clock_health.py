@@ -47,8 +47,7 @@ def test_a_silent_reference_is_logged_once_and_its_recovery_too(
         otlp_endpoint=None,
         set_global=False,
         metric_readers=[reader],
-        clock_reference=f"{scheme}127.0.0.1:{port}",
-        clock_interval=0.05,
+        clock=schedobs.ClockCompensation.create(f"{scheme}127.0.0.1:{port}", interval=0.05),
     )
     try:
         assert telemetry.clock is not None
@@ -90,8 +89,9 @@ def test_a_reference_that_answers_raises_no_warning(caplog: pytest.LogCaptureFix
             prometheus=None,
             otlp_endpoint=None,
             set_global=False,
-            clock_reference=f"127.0.0.1:{server.address[1]}",
-            clock_interval=0.05,
+            clock=schedobs.ClockCompensation.create(
+                f"127.0.0.1:{server.address[1]}", interval=0.05
+            ),
         )
         try:
             assert telemetry.clock is not None

@@ -78,8 +78,8 @@ def test_port_in_use_is_a_clear_error_and_starts_nothing(registry: Registry) -> 
 def test_invalid_settings_fail_before_anything_starts(registry: Registry) -> None:
     with pytest.raises(ValueError, match="otlp_protocol"):
         configure(otlp_protocol="thrift", registry=registry, set_global=False)
-    with pytest.raises(TypeError, match="timestamp_rewriter"):
-        configure(timestamp_rewriter=object(), registry=registry, set_global=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="clock must be a reference string"):
+        configure(clock=object(), registry=registry, set_global=False)  # type: ignore[arg-type]
 
 
 def test_global_providers_are_installed_once_per_process() -> None:

@@ -156,7 +156,7 @@ def test_timestamp_rewriter_runs_before_otlp_export(
         export_interval=3600,
         prometheus=None,
         registry=registry,
-        timestamp_rewriter=rewriter,
+        clock=rewriter,
         set_global=False,
     )
     with telemetry.tracer_provider.get_tracer("t").start_as_current_span("s"):
@@ -189,7 +189,7 @@ def test_a_failing_rewriter_exports_uncorrected_and_logs_once(
         export_interval=3600,
         prometheus=None,
         registry=registry,
-        timestamp_rewriter=_Broken(),
+        clock=_Broken(),
         set_global=False,
     )
     for _ in range(3):

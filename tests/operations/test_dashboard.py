@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from schedobs.clock import ClockServer
-from schedobs.export import configure
+from schedobs.export import ClockCompensation, configure
 from schedobs.runtime import RejectedError, Runtime
 from schedobs.tenancy import Tenant, TenantScheduler
 
@@ -38,7 +38,8 @@ def test_every_dashboard_expression_returns_data(prometheus_server: PrometheusSe
     with ClockServer(port=0) as clock:
         telemetry = configure(
             "dashboard", prometheus="127.0.0.1:0", set_global=False,
-            clock_reference=f"{clock.address[0]}:{clock.address[1]}", clock_interval=0.05,
+            clock=ClockCompensation.create(f"{clock.address[0]}:{clock.address[1]}",
+                                           interval=0.05),
         )  # fmt: skip
         try:
             host, port = telemetry.prometheus_address or ("", 0)

@@ -63,8 +63,8 @@ def test_listening_sockets_bind_to_loopback_by_default(registry: Registry) -> No
         ({"otlp_endpoint": "ftp://x"}, ValueError),
         ({"export_interval": -1}, ValueError),
         ({"prometheus": "localhost"}, ValueError),
-        ({"clock_reference": "no-port"}, ValueError),
-        ({"clock_key": b"short", "clock_reference": "127.0.0.1:1"}, ValueError),
+        ({"clock": "no-port"}, ValueError),
+        ({"clock": 7}, TypeError),
         ({"resource_attributes": None, "zone": 7}, TypeError),
     ],
 )
@@ -117,7 +117,7 @@ def test_a_configure_that_fails_late_leaves_no_port_or_thread_behind(registry: R
             prometheus=f"127.0.0.1:{port}",
             otlp_endpoint="http://127.0.0.1:1",
             metric_readers=[taken],
-            clock_reference="127.0.0.1:1",
+            clock="127.0.0.1:1",
         )
     assert {t.name for t in threading.enumerate()} - threads == set()
     with socket.socket() as sock:

@@ -1,9 +1,9 @@
 """Clock compensation wired into export: estimator, prober, corrector and clock metrics.
 
-:func:`schedobs.configure` builds one from ``clock_reference``; a service whose
-OpenTelemetry was set up elsewhere builds one itself and wraps its own exporters
-(:meth:`ClockCompensation.wrap_span_exporter`) or lets :func:`attach_clock` wrap
-those its providers already have.
+:func:`schedobs.configure` builds one from a ``clock=`` reference, or takes one made
+here; a service whose OpenTelemetry was set up elsewhere builds one itself and
+wraps its own exporters (:meth:`ClockCompensation.wrap_span_exporter`) or lets
+:func:`attach_clock` wrap those its providers already have.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from ._rewrite import RewritingMetricExporter, RewritingSpanExporter
 
 __all__ = ["ClockCompensation"]
 
-#: Defaults shared with :func:`schedobs.configure`'s ``clock_*`` parameters.
+#: The defaults :func:`schedobs.configure` uses for a ``clock=`` reference string.
 DEFAULT_INTERVAL = 5.0
 DEFAULT_MAX_ADJUST = 1.0
 
@@ -74,12 +74,11 @@ class ClockCompensation:
     ) -> ClockCompensation:
         """``reference``: ``"ntp://host[:port]"``, ``"redis://host:port"`` or the
         ``"host:port"`` of ``schedobs clock serve``; ``key``: authenticates probes
-        (as ``configure(clock_key=)``); ``interval``: seconds between probe bursts;
-        ``max_adjust``: the largest correction applied, in seconds."""
+        (NTP: an :class:`NtpKey` or a chrony key line; ``host:port``: a shared secret
+        of >= 16 bytes; Redis: none, its password is in the URL); ``interval``: seconds
+        between probe bursts; ``max_adjust``: the largest correction applied, in seconds."""
         if not (is_number(max_adjust) and max_adjust > 0):
-            raise ValueError(
-                f"clock_max_adjust must be a number of seconds > 0, got {max_adjust!r}"
-            )
+            raise ValueError(f"max_adjust must be a number of seconds > 0, got {max_adjust!r}")
         estimator = estimator_for(reference)
         prober = ClockProber(reference, estimator, interval=interval, key=key)
         corrector = ClockCorrector(estimator, max_adjust_ns=int(max_adjust * 1e9))

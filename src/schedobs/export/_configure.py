@@ -6,7 +6,9 @@ import importlib
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from types import TracebackType
 from typing import Any
 
@@ -28,7 +30,7 @@ from schedobs.contract import REGISTRY, Registry
 
 from ._accounting import SpanAccounting
 from ._bridge import attach
-from ._clock import ClockCompensation
+from ._clock import DEFAULT_INTERVAL, DEFAULT_MAX_ADJUST, ClockCompensation
 from ._exemplars import OpenMetricsExemplars, enable_exemplars
 from ._guard import GuardedMetricExporter
 from ._prometheus import PrometheusEndpoint
@@ -209,6 +211,20 @@ def _exporter(name: str, signal: OtlpSignal) -> Any:
     return getattr(importlib.import_module(module), cls)(endpoint=signal.endpoint)
 
 
+#: ``configure()`` keywords of 0.1.0 that ``clock=`` replaced: still accepted, with a
+#: DeprecationWarning, and mapped onto ``clock=``.
+_CLOCK_KEYWORDS = (
+    "clock_reference",
+    "clock_key",
+    "clock_interval",
+    "clock_max_adjust",
+    "timestamp_rewriter",
+)
+
+#: What ``configure(clock=...)`` takes.
+ClockOption = str | ClockCompensation | TimestampRewriter
+
+
 def configure(
     service_name: str | None = None,
     *,
@@ -220,24 +236,22 @@ def configure(
     export_interval: float | None = None,
     export_timeout: float | None = None,
     prometheus: str | _Default | None = DEFAULT,
+    clock: ClockOption | None = None,
     registry: Registry | None = None,
     resource_attributes: Mapping[str, str] | None = None,
-    timestamp_rewriter: TimestampRewriter | None = None,
     metric_readers: Sequence[MetricReader] = (),
-    clock_reference: str | None = None,
-    clock_key: bytes | NtpKey | str | None = None,
-    clock_interval: float = 5.0,
-    clock_max_adjust: float = 1.0,
     set_global: bool = True,
     exemplars: bool = True,
     sampler: Sampler | None = None,
     span_processors: Sequence[SpanProcessor] = (),
+    **deprecated: Any,
 ) -> Telemetry:
     """Set up OpenTelemetry export of the scheduler contract in one call.
 
     >>> import schedobs
     >>> telemetry = schedobs.configure(                      # doctest: +SKIP
-    ...     "checkout", zone="eu-west-1a", otlp_endpoint="http://127.0.0.1:4317")
+    ...     "checkout", zone="eu-west-1a", otlp_endpoint="http://127.0.0.1:4317",
+    ...     clock="ntp://169.254.169.123")
     >>> metrics = schedobs.SchedulerMetrics("ingest")       # doctest: +SKIP
     >>> telemetry.shutdown(timeout=5)                        # doctest: +SKIP
 
@@ -269,29 +283,23 @@ def configure(
             ``OTEL_EXPORTER_PROMETHEUS_HOST``/``_PORT``, else ``127.0.0.1:9464``;
             when ``OTEL_METRICS_EXPORTER`` is set without ``prometheus``, none);
             port ``0`` picks a free one; ``None`` disables it.
+        clock: clock compensation — every span and metric timestamp is corrected
+            before OTLP export.  A reference: ``"ntp://host[:port]"`` for any NTP
+            server (chrony, ntpd, a cloud's time service such as
+            ``ntp://169.254.169.123``), ``"redis://[:password@]host[:port]"`` for a
+            Redis server's ``TIME`` (a task queue's broker; a Celery ``broker_url``
+            as it is), or ``"host:port"`` of ``schedobs clock serve``; probed every
+            5 s, corrections clamped at 1 s.  For a key, another interval or clamp,
+            a :class:`ClockCompensation` from :meth:`ClockCompensation.create`.  Or
+            any :class:`TimestampRewriter` (``rewrite_spans``/``rewrite_metrics``),
+            run on every batch just before OTLP export.  The compensation is started
+            here and stopped by :meth:`Telemetry.shutdown`.  ``None``: timestamps
+            leave as the host's clock reads them.
         registry: the registry of :class:`~schedobs.contract.SchedulerMetrics`
             to export (default: the process-wide one).
         resource_attributes: further resource attributes.
-        timestamp_rewriter: a stage run on every span and metric batch just
-            before OTLP export (clock compensation plugs in here).
         metric_readers: additional readers (for example an in-memory reader in
             tests); they get the contract metrics too.
-        clock_reference: the reference clock: ``"ntp://host[:port]"`` for any NTP
-            server (chrony, ntpd, a cloud's time service such as
-            ``ntp://169.254.169.123``), ``"redis://[:password@]host[:port]"``
-            for a Redis server's ``TIME`` (a task queue's broker, which every
-            producer and worker reaches; a Celery ``broker_url`` as it is), or
-            ``"host:port"`` of ``schedobs clock serve``.  Enables clock
-            compensation: a background prober estimates this host's offset
-            and drift, and every span and metric
-            timestamp is corrected before OTLP export.  Exclusive with
-            ``timestamp_rewriter``.
-        clock_key: authenticates probes and replies: for NTP an
-            :class:`~schedobs.clock.NtpKey` or a key line as in chrony's keyfile
-            (``"1 SHA256 HEX:…"``); for ``host:port`` a shared key (>= 16 bytes);
-            none for Redis (its password is part of the URL).
-        clock_interval: seconds between probe bursts.
-        clock_max_adjust: largest correction applied, in seconds (clamped beyond).
         set_global: install the providers as the OpenTelemetry globals.
         exemplars: keep, per latency bucket, the latest observation made while a
             sampled span was current (trace and span id), and export it: on OTLP
@@ -301,6 +309,9 @@ def configure(
             parent-based, always on).
         span_processors: more span processors for the ``TracerProvider``, after the
             batch export processor (a processor that enriches spans, a second export).
+        deprecated: the 0.1.0 keywords ``clock_reference``, ``clock_key``,
+            ``clock_interval``, ``clock_max_adjust`` and ``timestamp_rewriter``, still
+            accepted (with a :class:`DeprecationWarning`) and read as ``clock=``.
 
     Raises:
         ValueError, TypeError: a setting is invalid (nothing has been started).
@@ -318,16 +329,7 @@ def configure(
         export_timeout=export_timeout,
         prometheus=prometheus,
     )
-    if timestamp_rewriter is not None and not isinstance(timestamp_rewriter, TimestampRewriter):
-        raise TypeError("timestamp_rewriter must have rewrite_spans() and rewrite_metrics()")
-    clock: ClockCompensation | None = None
-    if clock_reference is not None:
-        if timestamp_rewriter is not None:
-            raise ValueError("clock_reference and timestamp_rewriter are exclusive")
-        clock = ClockCompensation.create(
-            clock_reference, key=clock_key, interval=clock_interval, max_adjust=clock_max_adjust
-        )
-        timestamp_rewriter = clock.corrector
+    compensation, rewriter = _clock_option(clock, deprecated)
     attributes: dict[str, str] = dict(resource_attributes or {})
     if settings.service_name is not None:
         attributes["service.name"] = settings.service_name
@@ -349,75 +351,189 @@ def configure(
             )
     if set_global:
         _check_global_free()
-    started: list[Callable[[], object]] = []  # undone in reverse if anything below raises
-    try:
-        return _start(
-            settings, resource, source, timestamp_rewriter, metric_readers, clock, set_global,
-            exemplars, started, TracerProvider(resource=resource, sampler=sampler), processors,
-        )  # fmt: skip
-    except BaseException:
-        for undo in reversed(started):
-            try:
-                undo()
-            except Exception:  # the original error is the one to report
-                _log.debug("cleanup after a failed configure() raised", exc_info=True)
-        raise
+
+    # Every part started is stopped again, in reverse, if a later one fails.
+    with ExitStack() as started:
+        endpoint = _start_prometheus(started, settings)
+        span_export = _start_traces(started, settings, rewriter)
+        guarded = _start_metric_export(started, settings, rewriter)
+        readers = [*metric_readers, *([guarded.reader] if guarded else [])]
+        meter_provider = _start_meter_provider(
+            started, resource, source, readers, endpoint, exemplars=exemplars
+        )
+        tracer_provider = TracerProvider(resource=resource, sampler=sampler)
+        _undo_quietly(started, tracer_provider.shutdown)
+        if span_export is not None:
+            span_export.accounting.register_metrics(meter_provider)
+            tracer_provider.add_span_processor(span_export.processor())
+        for processor in processors:
+            tracer_provider.add_span_processor(processor)
+        if guarded is not None:
+            guarded.exporter.register_metrics(meter_provider)
+        if compensation is not None:
+            compensation.register_metrics(meter_provider)
+            compensation.start()
+            _undo_quietly(started, compensation.close)
+        handle = Telemetry(
+            settings=settings,
+            resource=resource,
+            registry=source,
+            meter_provider=meter_provider,
+            tracer_provider=tracer_provider,
+            prometheus=endpoint,
+            clock=compensation,
+            accounting=None if span_export is None else span_export.accounting,
+        )
+        if set_global:
+            _install_global(handle)
+        enable_exemplars(exemplars)
+        started.pop_all()  # all started: the handle's shutdown() stops them from now on
+    return handle
 
 
-def _start(
-    settings: ExportSettings,
+def _clock_option(
+    clock: object, deprecated: dict[str, Any]
+) -> tuple[ClockCompensation | None, TimestampRewriter | None]:
+    """``configure(clock=...)`` (or its 0.1.0 keywords) → the compensation to start, if
+    any, and the rewriter to put in front of the OTLP exporters."""
+    unknown = sorted(set(deprecated) - set(_CLOCK_KEYWORDS))
+    if unknown:
+        raise TypeError(f"configure() got an unexpected keyword argument {unknown[0]!r}")
+    if deprecated:
+        if clock is not None:
+            raise ValueError(f"clock= replaces {', '.join(sorted(deprecated))}: give only clock=")
+        warnings.warn(
+            f"configure({', '.join(f'{k}=' for k in sorted(deprecated))}) is deprecated: pass "
+            "clock= a reference string, a ClockCompensation.create(...) or a TimestampRewriter",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        clock = _legacy_clock(**deprecated)
+    if clock is None:
+        return None, None
+    if isinstance(clock, str):
+        clock = ClockCompensation.create(clock)
+    if isinstance(clock, ClockCompensation):
+        return clock, clock.corrector
+    if isinstance(clock, TimestampRewriter):
+        return None, clock
+    raise TypeError(
+        "clock must be a reference string ('ntp://host', 'redis://host:6379', 'host:port'), a "
+        f"ClockCompensation or a TimestampRewriter, got {type(clock).__name__}"
+    )
+
+
+def _legacy_clock(
+    clock_reference: str | None = None,
+    clock_key: bytes | NtpKey | str | None = None,
+    clock_interval: float = DEFAULT_INTERVAL,
+    clock_max_adjust: float = DEFAULT_MAX_ADJUST,
+    timestamp_rewriter: object = None,
+) -> object:
+    """The 0.1.0 keywords as one ``clock=`` value (checked as they were)."""
+    if timestamp_rewriter is not None:
+        if not isinstance(timestamp_rewriter, TimestampRewriter):
+            raise TypeError("timestamp_rewriter must have rewrite_spans() and rewrite_metrics()")
+        if clock_reference is not None:
+            raise ValueError("clock_reference and timestamp_rewriter are exclusive")
+        return timestamp_rewriter
+    if clock_reference is None:
+        return None
+    return ClockCompensation.create(
+        clock_reference, key=clock_key, interval=clock_interval, max_adjust=clock_max_adjust
+    )
+
+
+def _undo_quietly(started: ExitStack, undo: Callable[[], object]) -> None:
+    """Stop ``undo``'s part if a later one fails; a failure while stopping is logged, so
+    that the error reported is the one that stopped ``configure()``."""
+
+    def quietly() -> None:
+        try:
+            undo()
+        except Exception:
+            _log.debug("cleanup after a failed configure() raised", exc_info=True)
+
+    started.callback(quietly)
+
+
+def _start_prometheus(started: ExitStack, settings: ExportSettings) -> PrometheusEndpoint | None:
+    """The scrape endpoint, listening (the one part that can fail on the network)."""
+    if settings.prometheus is None:
+        return None
+    endpoint = PrometheusEndpoint.start(*settings.prometheus)
+    _undo_quietly(started, endpoint.close)
+    return endpoint
+
+
+class _SpanExport:
+    """Traces over OTLP: the exporter (behind the rewriter) and its accounting."""
+
+    def __init__(self, exporter: SpanExporter, accounting: SpanAccounting) -> None:
+        self.exporter = exporter
+        self.accounting = accounting
+
+    def processor(self) -> SpanProcessor:
+        return self.accounting.processor(self.exporter)
+
+
+def _start_traces(
+    started: ExitStack, settings: ExportSettings, rewriter: TimestampRewriter | None
+) -> _SpanExport | None:
+    if settings.traces is None:
+        return None
+    exporter: SpanExporter = _exporter("traces", settings.traces)
+    _undo_quietly(started, exporter.shutdown)
+    if rewriter is not None:
+        exporter = RewritingSpanExporter(exporter, rewriter)
+    accounting = SpanAccounting()
+    return _SpanExport(accounting.wrap(exporter), accounting)
+
+
+class _MetricExport:
+    """Metrics over OTLP: the guarded exporter and the periodic reader that drives it."""
+
+    def __init__(self, exporter: GuardedMetricExporter, reader: MetricReader) -> None:
+        self.exporter = exporter
+        self.reader = reader
+
+
+def _start_metric_export(
+    started: ExitStack, settings: ExportSettings, rewriter: TimestampRewriter | None
+) -> _MetricExport | None:
+    if settings.metrics is None:
+        return None
+    exporter: MetricExporter = _exporter("metrics", settings.metrics)
+    if rewriter is not None:
+        exporter = RewritingMetricExporter(exporter, rewriter)
+    guarded = GuardedMetricExporter(exporter, settings.metrics.endpoint)
+    reader = PeriodicExportingMetricReader(
+        guarded,
+        export_interval_millis=settings.export_interval_s * 1000.0,
+        export_timeout_millis=settings.export_timeout_s * 1000.0,
+    )
+    _undo_quietly(started, lambda: reader.shutdown(timeout_millis=1000))  # its thread runs now
+    return _MetricExport(guarded, reader)
+
+
+def _start_meter_provider(
+    started: ExitStack,
     resource: Resource,
     source: Registry,
-    timestamp_rewriter: TimestampRewriter | None,
-    metric_readers: Sequence[MetricReader],
-    clock: ClockCompensation | None,
-    set_global: bool,
+    readers: list[MetricReader],
+    endpoint: PrometheusEndpoint | None,
+    *,
     exemplars: bool,
-    started: list[Callable[[], object]],
-    tracer_provider: TracerProvider,
-    span_processors: tuple[SpanProcessor, ...],
-) -> Telemetry:
-    """The part of :func:`configure` that starts things; each is recorded in ``started``
-    with the call that stops it."""
-    endpoint = (
-        None if settings.prometheus is None else PrometheusEndpoint.start(*settings.prometheus)
-    )
-    if endpoint is not None:
-        started.append(endpoint.close)
-
-    readers: list[MetricReader] = list(metric_readers)
-    guarded: GuardedMetricExporter | None = None
-    span_exporter: SpanExporter | None = None
-    accounting: SpanAccounting | None = None
-    if settings.traces is not None:
-        span_exporter = _exporter("traces", settings.traces)
-        started.append(span_exporter.shutdown)
-        if timestamp_rewriter is not None:
-            span_exporter = RewritingSpanExporter(span_exporter, timestamp_rewriter)
-        accounting = SpanAccounting()
-        span_exporter = accounting.wrap(span_exporter)
-    if settings.metrics is not None:
-        metric_exporter: MetricExporter = _exporter("metrics", settings.metrics)
-        if timestamp_rewriter is not None:
-            metric_exporter = RewritingMetricExporter(metric_exporter, timestamp_rewriter)
-        guarded = GuardedMetricExporter(metric_exporter, settings.metrics.endpoint)
-        metric_exporter = guarded
-        periodic = PeriodicExportingMetricReader(
-            metric_exporter,
-            export_interval_millis=settings.export_interval_s * 1000.0,
-            export_timeout_millis=settings.export_timeout_s * 1000.0,
-        )
-        started.append(lambda: periodic.shutdown(timeout_millis=1000))  # starts a thread now
-        readers.append(periodic)
+) -> MeterProvider:
+    """The meter provider, every reader attached to the contract's registry."""
     scrape_exemplars: OpenMetricsExemplars | None = None
     if endpoint is not None:
-        readers.append(endpoint.reader)
+        readers = [*readers, endpoint.reader]
         if exemplars:
             scrape_exemplars = OpenMetricsExemplars()
             endpoint.collector.exemplars = scrape_exemplars.apply
-
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-    started.append(lambda: meter_provider.shutdown(timeout_millis=1000))
+    _undo_quietly(started, lambda: meter_provider.shutdown(timeout_millis=1000))
     for reader in readers:
         scraped = endpoint is not None and reader is endpoint.reader
         attach(
@@ -427,34 +543,7 @@ def _start(
             uniform_attributes=scraped and endpoint is not None and endpoint.uniform_attributes,
             observe=scrape_exemplars.observe if scraped and scrape_exemplars else None,
         )
-    if clock is not None:
-        clock.register_metrics(meter_provider)
-        clock.start()
-        started.append(clock.close)
-    if accounting is not None:
-        accounting.register_metrics(meter_provider)
-    if guarded is not None:
-        guarded.register_metrics(meter_provider)
-    started.append(tracer_provider.shutdown)
-    if span_exporter is not None and accounting is not None:
-        tracer_provider.add_span_processor(accounting.processor(span_exporter))
-    for processor in span_processors:
-        tracer_provider.add_span_processor(processor)
-
-    handle = Telemetry(
-        settings=settings,
-        resource=resource,
-        registry=source,
-        meter_provider=meter_provider,
-        tracer_provider=tracer_provider,
-        prometheus=endpoint,
-        clock=clock,
-        accounting=accounting,
-    )
-    if set_global:
-        _install_global(handle)
-    enable_exemplars(exemplars)
-    return handle
+    return meter_provider
 
 
 def _check_global_free() -> None:

@@ -53,8 +53,7 @@ telemetry = schedobs.configure(
     otlp_endpoint=OTLP,
     otlp_protocol="http/protobuf",
     otlp_metrics=False,
-    clock_reference=BROKER,
-    clock_interval=0.2,
+    clock=schedobs.ClockCompensation.create(BROKER, interval=0.2),
 )
 assert telemetry.clock is not None
 

@@ -102,7 +102,7 @@ class CeleryInstrumentation:
     the module that defines the app (before a worker forks its pool)::
 
         telemetry = schedobs.configure("billing-worker",
-                                       clock_reference=app.conf.broker_url)
+                                       clock=app.conf.broker_url)
         CeleryInstrumentation(app, clock=telemetry.clock.estimator).install()
 
     Args:
