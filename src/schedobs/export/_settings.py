@@ -30,8 +30,21 @@ from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from opentelemetry.environment_variables import OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_COMPRESSION,
     OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,
     OTEL_METRIC_EXPORT_INTERVAL,
@@ -163,16 +176,50 @@ def _endpoint(value: object, what: str = "otlp_endpoint") -> str:
     return value
 
 
+@dataclass(frozen=True)
+class _SignalVariables:
+    """The OpenTelemetry environment variables of one signal (the SDK's names)."""
+
+    endpoint: str
+    protocol: str
+    exporter: str
+    timeout: str
+    compression: str
+
+
+_VARIABLES: Final = {
+    "traces": _SignalVariables(
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+        OTEL_TRACES_EXPORTER,
+        OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+        OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    ),
+    "metrics": _SignalVariables(
+        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+        OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+        OTEL_METRICS_EXPORTER,
+        OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+        OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
+    ),
+}
+
+
 def _base(value: str, what: str) -> str:
     """A base URL must not carry a signal's path: it would be appended twice."""
     path = urlsplit(value).path.rstrip("/")
-    for signal in ("traces", "metrics", "logs"):
+    per_signal = {
+        "traces": OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+        "metrics": OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+        "logs": OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    }
+    for signal, variable in per_signal.items():
         if path.endswith(f"/v1/{signal}"):
             raise ValueError(
                 f"{what} is a base URL (the per-signal paths /v1/traces and /v1/metrics are "
                 f"appended to it for http/protobuf), but {value!r} already ends in "
                 f"/v1/{signal}; give the base, or a per-signal URL in "
-                f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+                f"{variable}"
             )
     return value
 
@@ -182,14 +229,12 @@ def _otlp_signal(
     env: Mapping[str, str],
 ) -> OtlpSignal | None:  # fmt: skip
     """One signal's OTLP settings (see the module docstring for the precedence)."""
-    upper = signal.upper()
-    proto = _protocol(
-        protocol, env, (f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
-    )
+    names = _VARIABLES[signal]
+    proto = _protocol(protocol, env, (names.protocol, OTEL_EXPORTER_OTLP_PROTOCOL))
     if endpoint is not None:
         url, source, base = endpoint, "otlp_endpoint", True
-    elif env.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT", "").strip():
-        var = f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT"
+    elif env.get(names.endpoint, "").strip():
+        var = names.endpoint
         url, source, base = _endpoint(env[var], var), var, False
     elif env.get(OTEL_EXPORTER_OTLP_ENDPOINT, "").strip():
         var = OTEL_EXPORTER_OTLP_ENDPOINT
@@ -204,8 +249,7 @@ def _otlp_signal(
         if switch and url is None:
             raise ValueError(
                 f"{switch_name}=True but no OTLP endpoint is set for {signal}: pass "
-                f"otlp_endpoint or set OTEL_EXPORTER_OTLP_{upper}_ENDPOINT or "
-                "OTEL_EXPORTER_OTLP_ENDPOINT"
+                f"otlp_endpoint or set {names.endpoint} or {OTEL_EXPORTER_OTLP_ENDPOINT}"
             )
         on = switch
     else:
@@ -219,7 +263,7 @@ def _otlp_signal(
 
 def _exporters(signal: Signal, env: Mapping[str, str]) -> tuple[str, ...] | None:
     """``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` as a tuple, ``None`` if unset."""
-    var = f"OTEL_{signal.upper()}_EXPORTER"
+    var = _VARIABLES[signal].exporter
     raw = env.get(var, "").strip()
     if not raw:
         return None
@@ -274,7 +318,7 @@ def _prometheus(value: object, env: Mapping[str, str]) -> tuple[str, int] | None
         port = env.get(OTEL_EXPORTER_PROMETHEUS_PORT, "").strip()
         default_host, default_port = parse_host_port("prometheus", DEFAULT_PROMETHEUS)
         if port and not port.isdigit():
-            raise ValueError(f"OTEL_EXPORTER_PROMETHEUS_PORT must be a port number, got {port!r}")
+            raise ValueError(f"{OTEL_EXPORTER_PROMETHEUS_PORT} must be a port number, got {port!r}")
         value = f"{host or default_host}:{port or default_port}"
     return parse_host_port("prometheus", value)
 
@@ -282,15 +326,13 @@ def _prometheus(value: object, env: Mapping[str, str]) -> tuple[str, int] | None
 #: OTEL_* variables the OpenTelemetry exporters read themselves when schedobs builds them;
 #: checked first, so that a bad value is reported with its variable's name (the gRPC
 #: exporter says only "could not convert string to float: 'abc'").
-_OTLP_NUMBERS = ("OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_{SIGNAL}_TIMEOUT")
-_OTLP_COMPRESSION = ("OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_{SIGNAL}_COMPRESSION")
 _COMPRESSIONS = ("gzip", "deflate", "none")
 
 
 def _check_exporter_variables(signals: list[str], env: Mapping[str, str]) -> None:
     for signal in signals:
-        for template in _OTLP_NUMBERS:
-            var = template.replace("{SIGNAL}", signal.upper())
+        names = _VARIABLES[signal]
+        for var in (OTEL_EXPORTER_OTLP_TIMEOUT, names.timeout):
             raw = env.get(var, "").strip()
             if not raw:
                 continue
@@ -300,8 +342,7 @@ def _check_exporter_variables(signals: list[str], env: Mapping[str, str]) -> Non
                 raise ValueError(f"{var} must be a number of seconds, got {raw!r}") from None
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{var} must be a number of seconds > 0, got {raw!r}")
-        for template in _OTLP_COMPRESSION:
-            var = template.replace("{SIGNAL}", signal.upper())
+        for var in (OTEL_EXPORTER_OTLP_COMPRESSION, names.compression):
             raw = env.get(var, "").strip()
             if raw and raw.lower() not in _COMPRESSIONS:
                 raise ValueError(f"{var} must be one of {', '.join(_COMPRESSIONS)}, got {raw!r}")
