@@ -61,7 +61,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from schedobs import _forksafe
 from schedobs._checks import is_int
@@ -87,10 +87,44 @@ _NS_PER_S = 1e9
 _PPM = 1e3  # ns/s per ppm
 _Q_THETA = 1e4  # ns²/s: phase random walk of a local clock, ~0.1 µs/√s, below any path's noise
 _EXCESS_SHARE = 0.5  # the share of (excess/2)² a sample's variance takes (see the docstring)
+# Samples in a row, on one side of the prediction, that make a clock step: two could be one
+# queueing spike each way; three on one side at a new level are not noise.
 _STEP_SAMPLES = 3
+# The wander rates the filter bank spans, × ``wander_ppm``: half-decades from 0.1× to 30×.
 _WANDER_BANK = (0.1, 0.316, 1.0, 3.16, 10.0, 31.6)
-_COLD_SAMPLES = 16  # windows up to this size are re-run on every sample
-_PRIOR_WEIGHT = 2  # samples' worth of trust in the jitter prior
+# Windows up to this size are re-run on every sample: the noise scale (the minimum and median
+# delays) still moves with each sample, and re-running 16 samples costs ~0.1 ms.
+_COLD_SAMPLES = 16
+# Samples' worth of trust in the jitter prior, against the jitter the window shows.
+_PRIOR_WEIGHT = 2
+# A sample at the window's minimum delay is still off by part of its own queueing: a quarter
+# of the path's jitter once the window is full, plus 0.3/n while few samples show the floor.
+_RESIDUAL_JITTER = 0.25
+_FEW_SAMPLES_JITTER = 0.3
+# A fall of the minimum delay by more than this many noise floors re-runs the window: every
+# earlier variance was measured from a floor that was too high, so too optimistic.
+_FLOOR_DROP = 2
+
+
+class _Held(NamedTuple):
+    """A sample held aside as a possible clock step."""
+
+    sample: Sample
+    innovation: float  # ns: how far it sits from the prediction
+    variance: float  # ns²: its own measurement variance
+
+
+class _Folded(NamedTuple):
+    """The last sample folded into the filter, kept in case it was a step's first."""
+
+    sample: Sample
+    innovation: float  # ns
+    predicted: float  # ns²: the innovation's variance (prediction + measurement)
+    variance: float  # ns²: its own measurement variance
+
+
+#: Why the window was re-run (the keys of ``OffsetEstimator.reruns``).
+RERUN_REASONS = ("first", "young", "floor", "order", "step", "shift")
 
 
 @dataclass(frozen=True)
@@ -177,7 +211,7 @@ class OffsetEstimator:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
         self._window = window
         self._floor2 = float(jitter_floor_ns) ** 2
-        self._drop = 2 * jitter_floor_ns  # a fall of the minimum delay worth a re-run
+        self._drop = _FLOOR_DROP * jitter_floor_ns
         self._asymmetry = path_asymmetry
         self._jitter_asymmetry = jitter_asymmetry
         self._jitter_prior = float(jitter_prior_ns)
@@ -191,10 +225,10 @@ class OffsetEstimator:
         self._lock = threading.Lock()
         _forksafe.register(self)  # a prefork child asks for estimates too
         self._samples: deque[Sample] = deque(maxlen=window)
-        # Samples held as a possible step: (sample, innovation, variance).
-        self._suspect: list[tuple[Sample, float, float]] = []
-        # The last sample folded in: (sample, innovation, S, its variance).
-        self._last: tuple[Sample, float, float, float] | None = None
+        # Samples held as a possible step, in order.
+        self._suspect: list[_Held] = []
+        # The last sample folded in (``None`` after a re-run).
+        self._last: _Folded | None = None
         self._filter: FilterBank | None = None
         self._min_delay = 0  # ns, over the window: the path's floor as far as it shows
         self._bias2 = 0.0  # ns²: the prior for jitter that queues more one way than the other
@@ -206,6 +240,8 @@ class OffsetEstimator:
         self.steps = 0
         #: Samples accepted in total.
         self.accepted = 0
+        #: Re-runs of the window, by reason (see :meth:`_rerun_reason`).
+        self.reruns: dict[str, int] = dict.fromkeys(RERUN_REASONS, 0)
         #: Changes whenever the estimate may have (a sample, a reset): between two
         #: changes, ``estimate(t)`` is the same line in ``t``, which callers may cache.
         self.version = 0
@@ -265,7 +301,7 @@ class OffsetEstimator:
         if filt is None:
             self._origin = sample.at_ns
             samples.append(sample)
-            self._rerun()
+            self._rerun("first")
             return
         if sample.at_ns < samples[-1].at_ns:
             # Out of order (span pairs end in any order): place it and re-run.
@@ -274,10 +310,14 @@ class OffsetEstimator:
             samples.extend(ordered[-self._window :])
             self._suspect = []
             self._last = None
-            self._rerun()
+            self._rerun("order")
             return
         t = self._seconds(sample.at_ns)
         r = self._variance(sample.delay_ns, min(self._min_delay, sample.delay_ns))
+        # The gate asks the filter that predicts best now, not the mixture: the mixture's
+        # variance is widened by the filters that assume fast wander, and through that
+        # width a step would pass as drift.  Estimates use the mixture (the wander is not
+        # known, and averaging over it is what keeps the uncertainty honest).
         best = filt.best
         nu, s = best.innovation(t, sample.offset_ns, r)
         # Held aside only if the prediction is implausible by the statistics *and*
@@ -289,46 +329,65 @@ class OffsetEstimator:
         )
         # A noisy sample (a queueing spike) may sit within the gate after a step;
         # it still counts towards the step if it fits the new level better.
-        if beyond or (
-            self._suspect
-            and self._fits(sample, r, nu, s, self._suspect[-1][0], self._suspect[-1][2])
-        ):
-            self._hold(sample, nu, r)
+        suspect = self._suspect
+        if beyond or (suspect and self._fits(sample, r, nu, s, suspect[-1])):
+            self._hold(_Held(sample, nu, r))
             return
         self._suspect = []
-        self._last = (sample, nu, s, r)
+        self._last = _Folded(sample, nu, s, r)
         samples.append(sample)
         floor = self._min_delay
         self._refresh()
-        if self._min_delay + self._drop < floor or len(samples) <= _COLD_SAMPLES:
-            # The path's floor fell (earlier samples were noisier than they
-            # looked), or the window is young and its noise scale still moving.
-            self._rerun()
+        reason = self._rerun_reason(floor)
+        if reason is not None:
+            self._rerun(reason)
             return
         filt.update(t, sample.offset_ns, self._variance(sample.delay_ns, self._min_delay))
 
-    def _fits(
-        self, sample: Sample, r: float, nu: float, s: float, anchor: Sample, r_anchor: float
-    ) -> bool:
+    def _rerun_reason(self, floor_before: int) -> str | None:
+        """Why the window must be re-run after a sample was appended, or ``None`` (one
+        update suffices).  With the re-runs :meth:`_admit`, :meth:`_hold` and
+        :meth:`shift` make themselves, this is every one (``reruns`` counts them):
+
+        - ``first``: the first sample (or the first after :meth:`reset`);
+        - ``young``: the window holds at most 16 samples, so its noise scale (the
+          minimum and median delays) still moves with each sample;
+        - ``floor``: the minimum delay fell by more than two noise floors, so every
+          earlier variance, measured from the old floor, was too optimistic;
+        - ``order``: a sample older than the newest arrived (span pairs end in any order);
+        - ``step``: a clock step was recognised, the filter restarts from its samples;
+        - ``shift``: the local clock stepped by a known amount (:meth:`shift`).
+        """
+        if len(self._samples) <= _COLD_SAMPLES:
+            return "young"
+        if self._min_delay + self._drop < floor_before:
+            return "floor"
+        return None
+
+    def _fits(self, sample: Sample, r: float, nu: float, s: float, anchor: _Held) -> bool:
         """Whether ``sample`` (innovation ``nu``, variance ``s`` against the filter) is
         nearer the level ``anchor`` sits at, carried along the current frequency."""
         assert self._filter is not None
-        dt = (sample.at_ns - anchor.at_ns) / _NS_PER_S
-        alt = sample.offset_ns - (anchor.offset_ns + self._filter.best.freq * dt)
-        return alt * alt / (r + r_anchor) < nu * nu / s
+        dt = (sample.at_ns - anchor.sample.at_ns) / _NS_PER_S
+        alt = sample.offset_ns - (anchor.sample.offset_ns + self._filter.best.freq * dt)
+        return alt * alt / (r + anchor.variance) < nu * nu / s
 
-    def _hold(self, sample: Sample, nu: float, r: float) -> None:
+    def _hold(self, held: _Held) -> None:
         """A sample off the prediction: a fluke, or part of a clock step."""
         suspect = self._suspect
-        if suspect and (suspect[-1][1] > 0) != (nu > 0):
+        if suspect and (suspect[-1].innovation > 0) != (held.innovation > 0):
             suspect.clear()  # the other side: not one step
-        if not suspect and self._last is not None:
-            # The sample just before may have been the step's first, let in as
-            # noise because its own delay was high.
-            last, last_nu, last_s, last_r = self._last
-            if (last_nu > 0) == (nu > 0) and self._fits(last, last_r, last_nu, last_s, sample, r):
-                suspect.append((last, last_nu, last_r))
-        suspect.append((sample, nu, r))
+        last = self._last
+        # The sample just before may have been the step's first, let in as noise
+        # because its own delay was high.
+        if (
+            not suspect
+            and last is not None
+            and (last.innovation > 0) == (held.innovation > 0)
+            and self._fits(last.sample, last.variance, last.innovation, last.predicted, held)
+        ):
+            suspect.append(_Held(last.sample, last.innovation, last.variance))
+        suspect.append(held)
         if len(suspect) < _STEP_SAMPLES:
             return
         # A step: the offset moved, the oscillator did not.  Restart from the
@@ -337,11 +396,11 @@ class OffsetEstimator:
         assert filt is not None
         self._seed = (filt.best.freq, self._freq_var)
         self._samples.clear()
-        self._samples.extend(s for s, _, _ in suspect)
+        self._samples.extend(h.sample for h in suspect)
         self._suspect = []
         self._last = None
         self.steps += 1
-        self._rerun()
+        self._rerun("step")
 
     def _seconds(self, at_ns: int) -> float:
         return (at_ns - self._origin) / _NS_PER_S
@@ -364,7 +423,7 @@ class OffsetEstimator:
         self._min_delay = lo = delays[0]
         spread = delays[n // 2] - lo
         jitter = (_PRIOR_WEIGHT * self._jitter_prior + n * spread) / (_PRIOR_WEIGHT + n)
-        self._clean2 = self._floor2 + (jitter * (0.25 + 0.3 / n)) ** 2
+        self._clean2 = self._floor2 + (jitter * (_RESIDUAL_JITTER + _FEW_SAMPLES_JITTER / n)) ** 2
         if n == 1:
             self._bias2 = 0.0
             return
@@ -376,8 +435,9 @@ class OffsetEstimator:
         bias = self._jitter_asymmetry * mean / weight
         self._bias2 = bias * bias
 
-    def _rerun(self) -> None:
+    def _rerun(self, reason: str) -> None:
         """Run the filter over the window from the prior (cheap: one pass, 64 samples)."""
+        self.reruns[reason] += 1
         samples = self._samples
         first = samples[0]
         self._refresh()
@@ -402,8 +462,37 @@ class OffsetEstimator:
             filt.update(self._seconds(s.at_ns), s.offset_ns, self._variance(s.delay_ns, base))
         self._filter = filt
 
+    def shift(self, step_ns: int) -> None:
+        """The local clock stepped forward by ``step_ns`` (backward if negative), as
+        measured against a clock that did not step (the prober reads it against
+        ``CLOCK_MONOTONIC``).
+
+        Every sample in the window is moved to the new time scale — taken ``step_ns``
+        later, its offset ``step_ns`` smaller — and the window is re-run with the
+        frequency learnt so far, as chrony moves its samples on a slew or step of the
+        clock it disciplines.  What was learnt is kept; the step measurement's own error
+        (the spread of the readings around it, microseconds) is left for the next
+        samples to correct.
+        """
+        if not is_int(step_ns):
+            raise TypeError(f"step_ns must be an int of nanoseconds, got {step_ns!r}")
+        with self._lock:
+            if self._filter is None or not step_ns:
+                return
+            moved = [
+                Sample(s.at_ns + step_ns, s.offset_ns - step_ns, s.delay_ns) for s in self._samples
+            ]
+            self._seed = (self._filter.best.freq, self._freq_var)
+            self._origin += step_ns
+            self._samples.clear()
+            self._samples.extend(moved)
+            self._suspect = []
+            self._last = None
+            self._rerun("shift")
+            self.version += 1
+
     def reset(self) -> None:
-        """Forget every sample (after a known clock step, say)."""
+        """Forget every sample (a local step whose size is not known, say)."""
         with self._lock:
             self._samples.clear()
             self._suspect = []

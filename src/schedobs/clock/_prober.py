@@ -440,10 +440,12 @@ class ClockProber:
                 pass  # every reading was split by a preemption: judge at the next burst
             else:
                 if last_gap is not None and abs(gap - last_gap) > self._step:
+                    # The wall clock moved against the monotonic one by this much: the
+                    # samples so far are moved with it, not thrown away.
                     self.local_steps += 1
-                    self.estimator.reset()
-                    _log.warning("local wall clock stepped by %.3f ms; clock estimate reset",
-                                 (gap - last_gap) / 1e6)  # fmt: skip
+                    self.estimator.shift(gap - last_gap)
+                    _log.warning("local wall clock stepped by %.3f ms; clock estimate shifted "
+                                 "with it", (gap - last_gap) / 1e6)  # fmt: skip
                 last_gap = gap
             try:
                 with self.open_socket() as sock:

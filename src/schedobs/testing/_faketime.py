@@ -35,7 +35,9 @@ def find_libfaketime() -> str | None:
     return next((p for p in LIBFAKETIME_PATHS if os.path.exists(p)), None)
 
 
-def faketime_env(offset: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def faketime_env(
+    offset: str, base: Mapping[str, str] | None = None, *, step_file: str | None = None
+) -> dict[str, str]:
     """The environment of a process whose wall clock is ``offset`` seconds off.
 
     >>> env = faketime_env("+0.12")            # doctest: +SKIP
@@ -43,8 +45,10 @@ def faketime_env(offset: str, base: Mapping[str, str] | None = None) -> dict[str
 
     ``offset`` is libfaketime's relative form: a sign and seconds (``"+0.12"``,
     ``"-80e-3"`` is not accepted; ``"-0.08"`` is).  ``base`` defaults to this
-    process's environment.  ``RuntimeError`` if libfaketime is not installed
-    (Debian: ``apt-get install libfaketime``).
+    process's environment.  ``step_file``: the offset is written to this file and
+    read from it again at every clock read, so that a test steps the process's wall
+    clock while it runs by writing another offset there.  ``RuntimeError`` if
+    libfaketime is not installed (Debian: ``apt-get install libfaketime``).
     """
     if not isinstance(offset, str) or not _OFFSET.fullmatch(offset):
         raise ValueError(f"offset must look like '+0.12' or '-0.08' (seconds), got {offset!r}")
@@ -59,4 +63,9 @@ def faketime_env(offset: str, base: Mapping[str, str] | None = None) -> dict[str
         FAKETIME_DONT_FAKE_MONOTONIC="1",
         PYTHONPATH=str(_HOOK_DIR) if not path else os.pathsep.join([str(_HOOK_DIR), path]),
     )
+    if step_file is not None:
+        Path(step_file).write_text(offset + "\n")
+        # libfaketime reads the file only when FAKETIME is not set.
+        del env["FAKETIME"]
+        env.update(FAKETIME_TIMESTAMP_FILE=step_file, FAKETIME_NO_CACHE="1")
     return env

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 
-if os.environ.get("FAKETIME") and "faketime" in os.environ.get("LD_PRELOAD", ""):
+_FAKED = os.environ.get("FAKETIME") or os.environ.get("FAKETIME_TIMESTAMP_FILE")
+if _FAKED and "faketime" in os.environ.get("LD_PRELOAD", ""):
     import select
     import time
 
