@@ -174,3 +174,27 @@ def test_bad_configuration() -> None:
         ClockProber("localhost", OffsetEstimator())
     with pytest.raises(ValueError, match="16 bytes"):
         ClockServer(port=0, key=b"short")
+
+
+def test_every_outcome_of_every_kind_of_reference_is_counted_once() -> None:
+    """The exchanges (NTP, Redis, schedobs) say what a probe came to; the prober counts
+    it in one place, each outcome exactly once in ``clock.probes``."""
+    from schedobs.clock._exchange import Outcome
+
+    prober = ClockProber("127.0.0.1:9", OffsetEstimator())
+    t = 1_700_000_000_000_000_000
+    cases = [
+        (Outcome("sample", (t, t + 100, t + 200, t + 300)), "sample"),
+        (Outcome("lost"), "lost"),
+        (Outcome("invalid", problem="bad MAC"), "invalid"),
+        (Outcome("unsynchronised", problem="leap alarm"), "unsynchronised"),
+        (Outcome("kiss", code="RATE"), "kiss"),
+    ]
+    for outcome, counted in cases:
+        before = prober.outcomes()
+        assert prober._count(outcome) is (counted == "sample")
+        after = prober.outcomes()
+        assert {k: after[k] - before[k] for k in after} == {k: int(k == counted) for k in after}, (
+            outcome
+        )
+    assert prober.interval == 10.0  # RATE doubled the default 5 s

@@ -79,6 +79,10 @@ class UnsynchronisedError(NtpError):
     """The server says its own clock is not synchronised (leap alarm or stratum 16)."""
 
 
+#: Kiss-o'-death codes that ask a client to stop querying the server.
+STOP_CODES = frozenset({"DENY", "RSTR"})
+
+
 class KissOfDeathError(NtpError):
     """A kiss-o'-death reply (stratum 0).  ``code``: ``RATE``, ``DENY``, ``RSTR``, ...
 
@@ -92,7 +96,7 @@ class KissOfDeathError(NtpError):
     @property
     def stop(self) -> bool:
         """Whether the server asks us to stop querying it (DENY, RSTR)."""
-        return self.code in ("DENY", "RSTR")
+        return self.code in STOP_CODES
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,12 @@ it answers again.  The counters behind it are exported as clock metrics.
 
 A local wall-clock step (an NTP daemon or an operator setting the clock) is
 detected directly: ``time.time_ns() − time.monotonic_ns()`` jumps by more than
-the step threshold between bursts.  The estimator is then reset and
-re-converges from the next burst.  The two clocks are read bracketed
-(monotonic, wall, monotonic) and the pair retried when the brackets are far
-apart: a thread that loses the GIL between two readings would otherwise see
-a "step" of the other thread's time slice (seen: ±8 ms in a busy Celery
-worker, resetting a good estimate twice).
+the step threshold between bursts.  The step is measured, so the estimator's
+window is shifted by it (:meth:`OffsetEstimator.shift`) rather than discarded.
+The two clocks are read bracketed (monotonic, wall, monotonic) and the pair
+retried when the brackets are far apart: a thread that loses the GIL between
+two readings would otherwise see a "step" of the other thread's time slice
+(seen: ±8 ms in a busy Celery worker, resetting a good estimate twice).
 """
 
 from __future__ import annotations
@@ -44,13 +44,10 @@ from collections.abc import Callable
 from schedobs._address import split_host_port
 
 from ._estimator import OffsetEstimator
-from ._ntp import KissOfDeathError, NtpError, NtpKey, UnsynchronisedError, query
-from ._protocol import ProtocolError, Response, decode, encode_request
+from ._exchange import Exchange, NtpExchange, Outcome, RedisExchange, SchedobsExchange
+from ._ntp import STOP_CODES, NtpKey
 from ._redis import HOST_ASYMMETRY_NS as REDIS_HOST_ASYMMETRY_NS
-from ._redis import RedisError, RedisReference, parse_redis_url
-from ._redis import connect as connect_redis
-from ._redis import query_time as redis_time
-from ._timestamps import enable_timestamps, receive, send
+from ._redis import RedisError, parse_redis_url
 
 __all__ = ["ClockProber", "estimator_for", "parse_reference"]
 
@@ -165,29 +162,7 @@ class ClockProber:
             burst = 1 if self.protocol == "ntp" else 3
         if not interval > 0 or not timeout > 0 or burst < 1 or not silence_after > 0:
             raise ValueError("interval, timeout and silence_after must be > 0 and burst >= 1")
-        self._ntp_key: NtpKey | None = None
-        self._key: bytes | None = None
-        self._redis: RedisReference | None = None
-        if self.protocol == "redis":
-            if key is not None:
-                raise ValueError(
-                    "a redis:// reference takes no key: put the password in the URL, "
-                    "as in 'redis://:password@host:6379'"
-                )
-            self._redis = parse_redis_url(reference)
-        elif self.protocol == "ntp":
-            if isinstance(key, str):
-                key = NtpKey.parse(key)
-            if key is not None and not isinstance(key, NtpKey):
-                raise ValueError(
-                    "an ntp:// reference takes an NtpKey or a key line such as "
-                    "'1 SHA256 HEX:…' (as in chrony's keyfile), not raw bytes"
-                )
-            self._ntp_key = key
-        else:
-            if key is not None and (not isinstance(key, bytes) or len(key) < 16):
-                raise ValueError("a host:port reference takes a key of at least 16 bytes")
-            self._key = key
+        self._exchange = _exchange_for(self.protocol, reference, (host, port), key, clock_ns)
         self.estimator = estimator
         self._interval = interval
         self._burst = burst
@@ -195,7 +170,6 @@ class ClockProber:
         self._clock = clock_ns
         self._step = step_threshold_ns
         self._stop = threading.Event()
-        self._seq = int.from_bytes(os.urandom(4), "big")
         self._thread = threading.Thread(target=self._run, name="schedobs-clock-prober", daemon=True)
         #: Exchanges that produced a sample.
         self.samples = 0
@@ -242,11 +216,54 @@ class ClockProber:
 
     def probe_once(self, sock: socket.socket) -> bool:
         """One exchange on ``sock``; ``True`` if it produced a sample."""
-        if self.protocol == "ntp":
-            return self._probe_ntp(sock)
-        if self.protocol == "redis":
-            return self._probe_redis(sock)
-        return self._probe_schedobs(sock)
+        outcome = self._exchange.exchange(sock, self._timeout)
+        if outcome.reopen:
+            sock.close()
+        return self._count(outcome)
+
+    def _count(self, outcome: Outcome) -> bool:
+        """Every probe's outcome is counted here, and nowhere else."""
+        if outcome.problem is not None and outcome.kind in ("sample", "invalid"):
+            # Said once, whether or not the genuine reply also came: either way someone
+            # answers with a wrong key, or answers in the reference's place.
+            self._warn_once(
+                "unusable", "clock reference %s:%d: a reply could not be used (%s): check the "
+                "key and that nothing else answers in its place", *self.reference, outcome.problem,
+            )  # fmt: skip
+        if outcome.kind == "sample":
+            assert outcome.times is not None
+            return self._add(*outcome.times)
+        if outcome.kind == "lost":
+            self.lost += 1
+        elif outcome.kind == "invalid":
+            self.spoofed += 1
+        elif outcome.kind == "unsynchronised":
+            self.unsynchronised += 1
+            self._warn_once("unsynchronised", "NTP server %s:%d is not synchronised itself: "
+                            "its replies are not used", *self.reference)  # fmt: skip
+        else:
+            self._kissed(outcome.code or "")
+        return False
+
+    def _kissed(self, code: str) -> None:
+        """An NTP kiss-o'-death: RATE slows down, DENY and RSTR stop the prober."""
+        self.kisses[code] = self.kisses.get(code, 0) + 1
+        if code in STOP_CODES:
+            self.refused = code
+            self._stop.set()
+            _log.error(
+                "NTP server %s:%d refused us (kiss-o'-death %s): clock probing stopped",
+                *self.reference, code,
+            )  # fmt: skip
+        elif code == "RATE":
+            self._interval = min(self._interval * 2, _MAX_INTERVAL_S)
+            _log.warning(
+                "NTP server %s:%d asked us to slow down (RATE): probing every %.0f s",
+                *self.reference, self._interval,
+            )  # fmt: skip
+        else:
+            self._warn_once(code, "NTP server %s:%d sent kiss-o'-death %s",
+                            *self.reference, code)  # fmt: skip
 
     def _add(self, t1: int, t2: int, t3: int, t4: int) -> bool:
         try:
@@ -309,128 +326,16 @@ class ClockProber:
             self._warned.add(what)
             _log.warning(message, *args)
 
-    def _probe_ntp(self, sock: socket.socket) -> bool:
-        unusable: list[NtpError] = []
-        try:
-            t1, t2, t3, t4, _reply = query(
-                sock, key=self._ntp_key, clock_ns=self._clock, timeout=self._timeout,
-                rejected=unusable.append,
-            )  # fmt: skip
-        except (TimeoutError, OSError):
-            self._no_reply(unusable[0] if unusable else None)
-            return False
-        except KissOfDeathError as kiss:
-            self.kisses[kiss.code] = self.kisses.get(kiss.code, 0) + 1
-            if kiss.stop:
-                self.refused = kiss.code
-                self._stop.set()
-                _log.error(
-                    "NTP server %s:%d refused us (kiss-o'-death %s): clock probing stopped",
-                    *self.reference, kiss.code,
-                )  # fmt: skip
-            elif kiss.code == "RATE":
-                self._interval = min(self._interval * 2, _MAX_INTERVAL_S)
-                _log.warning(
-                    "NTP server %s:%d asked us to slow down (RATE): probing every %.0f s",
-                    *self.reference, self._interval,
-                )  # fmt: skip
-            else:
-                self._warn_once(kiss.code, "NTP server %s:%d sent kiss-o'-death %s",
-                                *self.reference, kiss.code)  # fmt: skip
-            return False
-        except UnsynchronisedError:
-            self.unsynchronised += 1
-            self._warn_once("unsynchronised", "NTP server %s:%d is not synchronised itself: "
-                            "its replies are not used", *self.reference)  # fmt: skip
-            return False
-        if unusable:
-            self._unusable(unusable[0])
-        return self._add(t1, t2, t3, t4)
-
-    def _probe_redis(self, sock: socket.socket) -> bool:
-        try:
-            t1, t2, t3, t4 = redis_time(sock, self._clock, self._timeout)
-        except (TimeoutError, OSError):
-            self.lost += 1
-            sock.close()  # out of step: the rest of the burst fails fast, the next reconnects
-            return False
-        except RedisError as exc:
-            self.spoofed += 1
-            sock.close()
-            self._warn_once("redis", "Redis server %s:%d gave no usable TIME reply (%s)",
-                            *self.reference, exc)  # fmt: skip
-            return False
-        return self._add(t1, t2, t3, t4)
-
-    def _probe_schedobs(self, sock: socket.socket) -> bool:
-        self._seq = (self._seq + 1) & 0xFFFFFFFFFFFFFFFF
-        seq = self._seq
-        t1 = self._clock()  # echoed by the server: it identifies the reply
-        try:
-            sent = send(sock, encode_request(seq, t1, self._key), self._clock)
-        except OSError:
-            self.lost += 1
-            return False
-        deadline = time.monotonic() + self._timeout
-        unusable: Exception | None = None
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                if left <= 0:
-                    raise TimeoutError
-                datagram, _, t4 = receive(sock, self._clock, left, sent)
-            except (TimeoutError, OSError):
-                self._no_reply(unusable)
-                return False
-            try:
-                message = decode(datagram, self._key)
-            except ProtocolError as error:
-                unusable = error
-                continue
-            if not isinstance(message, Response) or message.seq != seq or message.t1 != t1:
-                # A stale or forged reply: keep waiting for ours.
-                unusable = ProtocolError("a reply to another request (stale or forged)")
-                continue
-            if unusable is not None:
-                self._unusable(unusable)
-            return self._add(sent, message.t2, message.t3, t4)
-
-    def _no_reply(self, unusable: Exception | None) -> None:
-        """A probe ended with no usable reply: ``lost`` if nothing came back, else
-        ``invalid`` (said once, with what was wrong with the first unusable reply)."""
-        if unusable is None:
-            self.lost += 1
-            return
-        self.spoofed += 1
-        self._unusable(unusable)
-
-    def _unusable(self, error: Exception) -> None:
-        # Said once, whether or not the genuine reply also came: either way someone
-        # answers with a wrong key, or answers in the reference's place.
-        self._warn_once(
-            "unusable", "clock reference %s:%d: a reply could not be used (%s): check the key "
-            "and that nothing else answers in its place", *self.reference, error,
-        )  # fmt: skip
-
     def open_socket(self) -> socket.socket:
         """A UDP socket connected to the reference, with kernel timestamps where available;
         for Redis, a logged-in TCP connection."""
-        if self._redis is not None:
-            try:
-                return connect_redis(self._redis, self._timeout)
-            except RedisError as exc:  # a refused login: no sample, said once
+        try:
+            return self._exchange.open(self._timeout)
+        except OSError as exc:
+            if isinstance(exc.__cause__, RedisError):  # no sample, said once
                 self._warn_once("redis-auth", "Redis server %s:%d refused the login: %s",
                                 *self.reference, exc)  # fmt: skip
-                raise OSError(str(exc)) from exc
-        family = socket.AF_INET6 if ":" in self.reference[0] else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.connect(self.reference)
-        except OSError:
-            sock.close()
             raise
-        enable_timestamps(sock)
-        return sock
 
     def _run(self) -> None:
         last_gap: int | None = None
@@ -458,3 +363,32 @@ class ClockProber:
                 _log.debug("clock probe failed: %s", exc)
             self.check_silence()
             self._stop.wait(self._interval)  # grows on RATE; a refusal sets _stop
+
+
+def _exchange_for(
+    protocol: str,
+    reference: str,
+    address: tuple[str, int],
+    key: bytes | NtpKey | str | None,
+    clock_ns: Callable[[], int],
+) -> Exchange:
+    """The exchange for a reference of kind ``protocol``, its key checked."""
+    if protocol == "redis":
+        if key is not None:
+            raise ValueError(
+                "a redis:// reference takes no key: put the password in the URL, "
+                "as in 'redis://:password@host:6379'"
+            )
+        return RedisExchange(parse_redis_url(reference), clock_ns)
+    if protocol == "ntp":
+        if isinstance(key, str):
+            key = NtpKey.parse(key)
+        if key is not None and not isinstance(key, NtpKey):
+            raise ValueError(
+                "an ntp:// reference takes an NtpKey or a key line such as "
+                "'1 SHA256 HEX:…' (as in chrony's keyfile), not raw bytes"
+            )
+        return NtpExchange(address, key, clock_ns)
+    if key is not None and (not isinstance(key, bytes) or len(key) < 16):
+        raise ValueError("a host:port reference takes a key of at least 16 bytes")
+    return SchedobsExchange(address, key, clock_ns, int.from_bytes(os.urandom(4), "big"))
