@@ -2,12 +2,14 @@
 
 Run: ``make bench`` (or ``python benchmarks/bench_clock.py [--quick] [--seeds N]``).
 
-The model (``schedobs.testing.FleetModel``, issue #11): 36 hosts in 3 zones; every clock, the
+The model (``schedobs.testing.FleetModel``): 36 hosts in 3 zones; every clock, the
 reference's too, a crystal within ±50 ppm with random-walk wander; cross-zone
-round trips 1-2 ms with a fixed asymmetry of up to ±3 % per direction,
-lognormal jitter whose median differs by direction and host, 3 % of packets
-1-2 ms late.  Each host sends **one** probe to the reference every 5 s (and
-one to each of three peers, for the network solve).  Every method is judged
+round trips 1-2 ms with fixed asymmetries no exchange can see — routes within
+±4 % per zone pair plus ±5 % per host pair and direction, network stacks of
+4-22 µs per host and direction — lognormal jitter whose median differs by
+direction and host, 3 % of packets 1-2 ms late.  Each host sends **one** probe
+to the reference every 5 s (and one to each of three peers, for the network
+solve).  Every method is judged
 at one random instant between probes, so extrapolation counts.
 
 Methods, on the same exchanges:
@@ -21,8 +23,11 @@ Methods, on the same exchanges:
 Reported: |error| against the truth (µs) in the first 60 s from each host's
 second sample ("cold") and after ("steady"); cross-zone pair errors; the
 share of RPC child spans that leave their parent; the calibration of the
-reported uncertainty σ (share of points with |error| <= 1σ and <= 3σ); and
-step detection (2 ms, 50 ms, 1 s, on either clock) against steep drift.
+reported uncertainty σ (share of points with |error| <= 1σ and <= 3σ), on the
+model and then per level of route asymmetry (0 to ±10 % per direction, half per
+zone pair and half per host pair, and ±10 % per host pair alone), none of which
+the estimator is told; and step detection (2 ms, 50 ms, 1 s, on either clock)
+against steep drift.
 """
 
 from __future__ import annotations
@@ -182,6 +187,25 @@ def coverage(points: list[tuple[float, float]], k: float) -> float:
     return sum(err <= k * sigma for err, sigma in points) / len(points) if points else 0.0
 
 
+#: Route asymmetry per direction: (label, ± share per host pair, ± share per zone pair).
+LEVELS = [
+    *((f"±{100 * level:g} % routes", level / 2, level / 2)
+      for level in (0.0, 0.025, 0.05, 0.075, 0.10)),
+    ("±10 % per host pair", 0.10, 0.0),
+]  # fmt: skip
+
+
+def calibration_by_level(seeds: int, minutes: int) -> list[tuple[str, Result]]:
+    """The estimator's σ on fleets whose routes are more or less asymmetric (stacks of
+    4-22 µs throughout): nothing about the asymmetry is given to the estimator."""
+    rows = []
+    for label, host, zone in LEVELS:
+        model = FleetModel(asymmetry=host, zone_asymmetry=zone)
+        runs = [simulate(model, seed, minutes, 5.0) for seed in range(1, seeds + 1)]
+        rows.append((label, merge(runs)["schedobs estimator"]))
+    return rows
+
+
 def step_trials(seeds: int) -> tuple[int, int, int]:
     """Worst samples-to-detect over steps of 2 ms, 50 ms and 1 s on either clock, and
     the false steps over an hour of ±100 ppm drift with 10 % spikes; trials run."""
@@ -247,12 +271,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<22} {cold} {statistics.median(r.steady):10.1f} {q(r.steady, 0.99):10.1f} "
               f"{pairs} {viol}")  # fmt: skip
     print(f"\n{'calibration of σ':<22} {'cold ≤1σ':>9} {'cold ≤3σ':>9} {'steady ≤1σ':>10} "
-          f"{'steady ≤3σ':>10}   (goal: 60-75 % within 1σ, >= 99 % within 3σ)")  # fmt: skip
+          f"{'steady ≤3σ':>10}   (goal: 55-80 % within 1σ, >= 99 % within 3σ)")  # fmt: skip
     for name in ("least squares (0.x)", "schedobs estimator"):
         r = results[name]
         print(f"{name:<22} {100 * coverage(r.sigma_cold, 1):8.1f}% "
               f"{100 * coverage(r.sigma_cold, 3):8.1f}% {100 * coverage(r.sigma_steady, 1):9.1f}% "
               f"{100 * coverage(r.sigma_steady, 3):9.1f}%")  # fmt: skip
+    levels = calibration_by_level(*((1, 5) if args.quick else (2, 10)))
+    print(f"\n{'σ by route asymmetry':<22} {'cold ≤1σ':>9} {'cold ≤3σ':>9} {'steady ≤1σ':>10} "
+          f"{'steady ≤3σ':>10} {'steady p50':>10} {'steady p99':>10} {'cold p99':>9}")  # fmt: skip
+    for label, r in levels:
+        print(f"{label:<22} {100 * coverage(r.sigma_cold, 1):8.1f}% "
+              f"{100 * coverage(r.sigma_cold, 3):8.1f}% {100 * coverage(r.sigma_steady, 1):9.1f}% "
+              f"{100 * coverage(r.sigma_steady, 3):9.1f}% {statistics.median(r.steady):10.1f} "
+              f"{q(r.steady, 0.99):10.1f} {q(r.cold, 0.99):9.1f}")  # fmt: skip
     worst, false_steps, trials = step_trials(2 if args.quick else 6)
     print(f"\nsteps of 2 ms, 50 ms, 1 s on either clock ({trials} trials): detected within "
           f"{worst} samples at worst; an hour of 100 ppm drift with 10 % spikes: "
@@ -271,15 +303,27 @@ def main(argv: list[str] | None = None) -> int:
          q(single.steady, 0.99) >= 10 * q(ours.steady, 0.99)),
         ("σ: >= 99 % within 3σ, cold and steady",
          min(coverage(ours.sigma_cold, 3), coverage(ours.sigma_steady, 3)) >= 0.99),
-        ("σ: 60-75 % within 1σ, cold and steady",
-         all(0.60 <= coverage(p, 1) <= 0.75 for p in (ours.sigma_cold, ours.sigma_steady))),
-        ("σ: 60-75 % within 1σ, all points", 0.60 <= coverage(both, 1) <= 0.75),
+        ("σ: 55-80 % within 1σ, cold and steady",
+         all(0.55 <= coverage(p, 1) <= 0.80 for p in (ours.sigma_cold, ours.sigma_steady))),
+        ("σ: 55-80 % within 1σ, all points", 0.55 <= coverage(both, 1) <= 0.80),
+        ("σ by level: >= 99 % within 3σ at every level, cold and steady",
+         all(min(coverage(r.sigma_cold, 3), coverage(r.sigma_steady, 3)) >= 0.99
+             for _, r in levels)),
+        ("σ by level: >= 55 % within 1σ at every level",
+         all(min(coverage(r.sigma_cold, 1), coverage(r.sigma_steady, 1)) >= 0.55
+             for _, r in levels)),
+        ("σ by level: <= 80 % within 1σ at every level (see docs/clock.md)",
+         all(max(coverage(r.sigma_cold, 1), coverage(r.sigma_steady, 1)) <= 0.80
+             for _, r in levels)),
+        ("by level: steady p50/p99 <= 15/90 µs, cold p99 <= 400 µs",
+         all(statistics.median(r.steady) <= 15 and q(r.steady, 0.99) <= 90
+             and q(r.cold, 0.99) <= 400 for _, r in levels)),
         ("steps detected within 3 samples", worst <= 3),
         ("100 ppm drift is never a step", false_steps == 0),
     ]  # fmt: skip
     print("\ngoals")
     for label, ok in checks:
-        print(f"  {label:<52} {'meets' if ok else 'MISSES'}")
+        print(f"  {label:<66} {'meets' if ok else 'MISSES'}")
     return 0
 
 

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from schedobs import _forksafe
-from schedobs._checks import is_int
+from schedobs._checks import is_int, is_number
 
 from ._kalman import FilterBank
 
@@ -101,6 +101,13 @@ _PRIOR_WEIGHT = 2
 # of the path's jitter once the window is full, plus 0.3/n while few samples show the floor.
 _RESIDUAL_JITTER = 0.25
 _FEW_SAMPLES_JITTER = 0.3
+# The priors for what no two-way exchange can see, chosen for networks we do not know
+# (docs/clock.md, "What σ cannot cover"): one sigma of route asymmetry is 3 % of the
+# round trip over 2 — routes whose two directions each differ from half the round trip by
+# up to ±7 % (uniformly) — so that routes up to ±10 % per direction stay within 3σ; and
+# 5 µs of host send/receive stack asymmetry (fixed stack delays of 4-22 µs per direction).
+DEFAULT_PATH_ASYMMETRY = 0.03
+DEFAULT_HOST_ASYMMETRY_NS = 5_000
 # A fall of the minimum delay by more than this many noise floors re-runs the window: every
 # earlier variance was measured from a floor that was too high, so too optimistic.
 _FLOOR_DROP = 2
@@ -161,14 +168,16 @@ class OffsetEstimator:
     ``window``: samples kept for the minimum delay and for re-runs.
     ``jitter_floor_ns``: the least noise of any sample (one sigma).
     ``path_asymmetry``: one sigma of the fixed difference between the two
-    one-way delays, as a fraction of the round trip (0.0125: each direction's
-    route within about ±3 % of their mean).  Raise it for routes known to
-    differ more; it only widens ``uncertainty_ns``.
+    one-way delays, as a fraction of the round trip (0.03: each direction's
+    route within about ±7 % of their mean, ±10 % within 3σ).  It only widens
+    ``uncertainty_ns``: set it from what your routes are known or measured to do
+    (:attr:`path_asymmetry` can be changed while the estimator runs).
     ``jitter_asymmetry``: the share of the mean queueing delay that may sit
     on one direction more than the other (one sigma).
     ``jitter_prior_ns``: the path's jitter assumed before the window shows it.
-    ``host_asymmetry_ns``: one sigma of the host-side timestamping asymmetry
-    (small with the kernel timestamps the prober uses on Linux).
+    ``host_asymmetry_ns``: one sigma of the host-side asymmetry: the fixed
+    send and receive delays of the two hosts' network stacks (5 µs: stacks of
+    4-22 µs per direction), which kernel timestamps do not remove.
     ``freq_prior_ppm``: one sigma of the frequency before any data (crystals
     are within ±50 ppm each, the difference of two within ±100).
     ``wander_ppm``: the centre of the frequency random walks assumed, ppm/√s.
@@ -183,10 +192,10 @@ class OffsetEstimator:
         *,
         window: int = 64,
         jitter_floor_ns: int = 2_000,
-        path_asymmetry: float = 0.0125,
+        path_asymmetry: float = DEFAULT_PATH_ASYMMETRY,
         jitter_asymmetry: float = 0.1,
         jitter_prior_ns: int = 50_000,
-        host_asymmetry_ns: int = 2_000,
+        host_asymmetry_ns: int = DEFAULT_HOST_ASYMMETRY_NS,
         freq_prior_ppm: float = 50.0,
         wander_ppm: float = 0.01,
         step_gate: float = 5.0,
@@ -245,6 +254,19 @@ class OffsetEstimator:
         #: Changes whenever the estimate may have (a sample, a reset): between two
         #: changes, ``estimate(t)`` is the same line in ``t``, which callers may cache.
         self.version = 0
+
+    @property
+    def path_asymmetry(self) -> float:
+        """One sigma of the route asymmetry, as a fraction of the round trip (a prior)."""
+        return self._asymmetry
+
+    @path_asymmetry.setter
+    def path_asymmetry(self, value: float) -> None:
+        if not (is_number(value) and value >= 0):
+            raise ValueError(f"path_asymmetry must be a number >= 0, got {value!r}")
+        with self._lock:
+            self._asymmetry = float(value)
+            self.version += 1
 
     # --- input -----------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ two readings would otherwise see a "step" of the other thread's time slice
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -43,7 +44,7 @@ from collections.abc import Callable
 
 from schedobs._address import split_host_port
 
-from ._estimator import OffsetEstimator
+from ._estimator import DEFAULT_HOST_ASYMMETRY_NS, OffsetEstimator
 from ._exchange import Exchange, NtpExchange, Outcome, RedisExchange, SchedobsExchange
 from ._ntp import STOP_CODES, NtpKey
 from ._redis import HOST_ASYMMETRY_NS as REDIS_HOST_ASYMMETRY_NS
@@ -127,7 +128,10 @@ def estimator_for(reference: str) -> OffsetEstimator:
     if kind == "redis":
         return OffsetEstimator(host_asymmetry_ns=REDIS_HOST_ASYMMETRY_NS)
     if kind == "ntp":
-        return OffsetEstimator(host_asymmetry_ns=NTP_SERVER_ASYMMETRY_NS)
+        # The server's send path on top of the hosts' stacks (independent: in quadrature).
+        return OffsetEstimator(
+            host_asymmetry_ns=round(math.hypot(DEFAULT_HOST_ASYMMETRY_NS, NTP_SERVER_ASYMMETRY_NS))
+        )
     return OffsetEstimator()
 
 

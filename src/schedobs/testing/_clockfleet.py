@@ -12,9 +12,13 @@ grid points, so ``clock(t)`` is defined at any true time ``t`` (ns).
 
 Paths to the reference and between hosts: a base round trip (``intra_rtt``
 inside a zone, uniform 1-2 ms across zones), split between the directions
-with a fixed asymmetry (each direction's base within ``±asymmetry`` of half
-the round trip), plus lognormal queueing jitter whose median differs by
-direction and by host, plus a spike of 1-2 ms on ``spike_share`` of packets.
+with fixed asymmetries that no two-way exchange can see — each direction's
+base off half the round trip by a share drawn within ``±zone_asymmetry`` per
+ordered pair of zones (the route between two zones) plus one within
+``±asymmetry`` per pair of hosts, and every host's own send and receive stack
+adding a fixed delay drawn in ``stack_us`` to each datagram it sends or
+receives — plus lognormal queueing jitter whose median differs by direction
+and by host, plus a spike of 1-2 ms on ``spike_share`` of packets.
 """
 
 from __future__ import annotations
@@ -34,7 +38,11 @@ EPOCH = 1_700_000_000 * S  # clocks read wall-clock-like values; true time start
 
 @dataclass(frozen=True)
 class FleetModel:
-    """The knobs of the model; defaults are issue #11's fleet."""
+    """The knobs of the model.  The defaults are a fleet described from outside this
+    project (issue #19): routes within ±4 % per zone pair plus ±5 % per host pair and
+    direction, network stacks of 4-22 µs per host and direction, jitter medians that
+    differ by direction.  ``FleetModel(asymmetry=0.03, zone_asymmetry=0.0,
+    stack_us=(0.0, 0.0))`` is the first model (issue #11)."""
 
     hosts: int = 36
     zones: int = 3
@@ -42,7 +50,9 @@ class FleetModel:
     wander_ppm: float = 0.005  # per √s
     offset_ms: float = 50.0
     intra_rtt_us: float = 300.0
-    asymmetry: float = 0.03
+    asymmetry: float = 0.05  # per host pair and direction, ± share of half the round trip
+    zone_asymmetry: float = 0.04  # per ordered zone pair (a route), ± share of half the round trip
+    stack_us: tuple[float, float] = (4.0, 22.0)  # a host's fixed send and receive delays, drawn in
     jitter_median_us: tuple[float, float] = (10.0, 40.0)  # per-direction medians drawn in
     jitter_sigma: float = 0.9
     spike_share: float = 0.03
@@ -113,6 +123,18 @@ class Fleet:
             for _ in range(model.hosts)
         ]
         self._paths: dict[tuple[int, int], _Path] = {}
+        # The terms added since the first model come from a generator of their own, so that
+        # a model without them draws the same fleet as before.
+        extra = random.Random(seed * 7919 + 17)
+        lo, hi = model.stack_us
+        self.send_us = [extra.uniform(lo, hi) for _ in range(model.hosts)]
+        self.receive_us = [extra.uniform(lo, hi) for _ in range(model.hosts)]
+        za = model.zone_asymmetry
+        self.route = {
+            (x, y): extra.uniform(-za, za) if x != y else 0.0
+            for x in range(model.zones)
+            for y in range(model.zones)
+        }
 
     def path(self, a: int, b: int) -> _Path:
         key = (a, b)
@@ -123,9 +145,14 @@ class Fleet:
             else:
                 rtt = rng.uniform(1 * MS, 2 * MS)
             lo, hi = m.jitter_median_us
+            za, zb = self.zone[a], self.zone[b]
             self._paths[key] = _Path(
-                fwd_base=rtt / 2 * (1 + rng.uniform(-m.asymmetry, m.asymmetry)),
-                back_base=rtt / 2 * (1 + rng.uniform(-m.asymmetry, m.asymmetry)),
+                fwd_base=rtt / 2 * (1 + rng.uniform(-m.asymmetry, m.asymmetry) + self.route[za, zb])
+                + (self.send_us[a] + self.receive_us[b]) * US,
+                back_base=rtt
+                / 2
+                * (1 + rng.uniform(-m.asymmetry, m.asymmetry) + self.route[zb, za])
+                + (self.send_us[b] + self.receive_us[a]) * US,
                 fwd_median=rng.uniform(lo, hi) * US,
                 back_median=rng.uniform(lo, hi) * US,
             )
