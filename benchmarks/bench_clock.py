@@ -247,17 +247,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wander", type=float, default=FleetModel.wander_ppm, help="ppm/√s")
     parser.add_argument("--freq", type=float, default=FleetModel.freq_ppm, help="±ppm per crystal")
     parser.add_argument("--spikes", type=float, default=FleetModel.spike_share)
-    parser.add_argument("--asymmetry", type=float, default=FleetModel.asymmetry)
+    parser.add_argument("--asymmetry", type=float, default=FleetModel.asymmetry,
+                        help="± share per host pair and direction")  # fmt: skip
+    parser.add_argument("--zone-asymmetry", type=float, default=FleetModel.zone_asymmetry,
+                        help="± share per zone pair and direction")  # fmt: skip
     args = parser.parse_args(argv)
     seeds, minutes = (2, 5) if args.quick else (args.seeds, args.minutes)
     model = FleetModel(wander_ppm=args.wander, freq_ppm=args.freq, spike_share=args.spikes,
-                       asymmetry=args.asymmetry)  # fmt: skip
+                       asymmetry=args.asymmetry, zone_asymmetry=args.zone_asymmetry)  # fmt: skip
     results = merge([simulate(model, seed, minutes, args.interval) for seed in range(1, seeds + 1)])
     print(
         f"simulated fleets: {seeds} × {model.hosts} hosts in {model.zones} zones, {minutes} min, "
         f"one probe every {args.interval:g} s; crystals ±{model.freq_ppm:g} ppm (reference too), "
-        f"wander {model.wander_ppm:g} ppm/√s, fixed asymmetry ±{100 * model.asymmetry:g} % per "
-        f"direction, {100 * model.spike_share:g} % spikes of 1-2 ms\n"
+        f"wander {model.wander_ppm:g} ppm/√s; fixed asymmetries the estimator is not told: routes "
+        f"±{100 * model.zone_asymmetry:g} % per zone pair + ±{100 * model.asymmetry:g} % per host "
+        f"pair and direction, stacks {model.stack_us[0]:g}-{model.stack_us[1]:g} µs per host and "
+        f"direction; {100 * model.spike_share:g} % spikes of 1-2 ms\n"
     )
     header = (f"{'method':<22} {'cold p99':>9} {'steady p50':>10} {'steady p99':>10} "
               f"{'xzone p50':>9} {'xzone p99':>9} {'causality':>10}")  # fmt: skip
