@@ -17,6 +17,7 @@ from schedobs.contract import CONTRACT_VERSION, Registry
 from schedobs.export import configure
 
 from ._chrony_server import ChronyServer
+from ._interruptible import interruptible
 from ._workload import record
 
 
@@ -247,8 +248,8 @@ def test_the_demo_drains_on_sigterm_as_on_ctrl_c(sig: str) -> None:
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "schedobs", "demo", "--duration", "0", "--headless",
-         "--prometheus", "127.0.0.1:0"],
+        interruptible("schedobs", "demo", "--duration", "0", "--headless",
+                      "--prometheus", "127.0.0.1:0"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

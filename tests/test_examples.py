@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ._interruptible import interruptible
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -19,8 +21,8 @@ def test_instrument_existing_scheduler_runs_and_counts_every_task() -> None:
     import urllib.request
 
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "instrument_existing_scheduler.py"),
-         "--prometheus", "127.0.0.1:0", "--tasks", "5000", "--hold", "60"],
+        interruptible(str(EXAMPLES / "instrument_existing_scheduler.py"),
+                      "--prometheus", "127.0.0.1:0", "--tasks", "5000", "--hold", "60"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
