@@ -1,10 +1,12 @@
 """The monitor (Go's ``sysmon``) and the timer heap.
 
-One background thread that needs no P:
+One background thread that needs no P; it decides when, the scheduler decides
+what:
 
-- **retake**: a P whose M has been in a blocking call longer than the
-  threshold is handed to another M when there is work for it, so one blocked
-  task never stalls the others;
+- **retake**: every tick it asks :meth:`Scheduler.retake` to hand a P whose M
+  has been in a blocking call longer than the threshold to another M when
+  there is work for it (the rule is the scheduler's), so one blocked task
+  never stalls the others;
 - **preempt**: a P whose scheduling tick has not moved for 10 ms is running
   one task too long; the task is flagged and yields at its next checkpoint;
 - **timers**: sleeping tasks are made runnable when their deadline passes.
@@ -21,7 +23,7 @@ import itertools
 import threading
 from typing import TYPE_CHECKING
 
-from ._processor import P_IDLE, P_RUNNING, P_SYSCALL
+from ._processor import P_IDLE, P_RUNNING
 
 if TYPE_CHECKING:
     from ._sched import Scheduler
@@ -32,7 +34,6 @@ __all__ = ["Monitor"]
 _MIN_DELAY_NS = 20_000
 _MAX_DELAY_NS = 10_000_000
 _QUIET_TICKS_BEFORE_BACKOFF = 20
-_LONG_SYSCALL_NS = 10_000_000
 
 
 class Monitor:
@@ -131,7 +132,7 @@ class Monitor:
             self.ticks += 1
             for task in due:
                 sched.make_runnable(task)
-            acted = self._retake(now) + self._preempt(now)
+            acted = sched.retake(now, self._threshold) + self._preempt(now)
             if acted or kicked:
                 delay = _MIN_DELAY_NS
                 quiet = 0
@@ -139,29 +140,6 @@ class Monitor:
                 quiet += 1
                 if quiet > _QUIET_TICKS_BEFORE_BACKOFF:
                     delay = min(delay * 2, _MAX_DELAY_NS)
-
-    def _retake(self, now: int) -> int:
-        sched = self._sched
-        taken = 0
-        for p in sched.procs:
-            if p.status != P_SYSCALL or now - p.syscall_since < self._threshold:
-                continue
-            # Go's rule: leave the P with its M if it has no local work and an idle
-            # or spinning M can take global work, unless the call is long.
-            local_work = bool(p.runq) or p.runnext is not None
-            if (
-                not local_work
-                and (sched.idle_ps or sched.nmspinning)
-                and now - p.syscall_since < _LONG_SYSCALL_NS
-            ):
-                continue
-            if not sched.wants_p(p):
-                continue  # nobody could use it: no point in another thread
-            with sched.lock:
-                if p.status == P_SYSCALL:
-                    sched.handoff_locked(p)
-                    taken += 1
-        return taken
 
     def _preempt(self, now: int) -> int:
         flagged = 0

@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 
 __all__ = ["RESCAN", "RejectedError", "Rescan", "Scheduler"]
 
+#: A system call this long loses its P even when others could take its global work.
+LONG_SYSCALL_NS = 10_000_000
+
 _RUNNABLE = TaskState.RUNNABLE
 _RUNNING = TaskState.RUNNING
 _WAITING = TaskState.WAITING
@@ -571,6 +574,33 @@ class Scheduler:
         """Whether someone could use ``p`` now: tasks for it, or an M back from a
         system call waiting for any P (racy; re-checked under the lock)."""
         return self.has_work_for(p) or bool(self.p_waiters)
+
+    def retake(self, now: int, threshold_ns: int) -> int:
+        """Take the Ps of system calls older than ``threshold_ns`` from their Ms, where
+        someone could use them (the monitor asks, every tick).  Returns how many.
+
+        Go's rule (``retake`` in ``runtime/proc.go``): a P with no local work stays with
+        its M while an idle P or a spinning M can take any global work, unless the call
+        has lasted ``LONG_SYSCALL_NS``; and a P nobody could use is left alone (another
+        thread would only park)."""
+        taken = 0
+        for p in self.procs:
+            if p.status != P_SYSCALL or now - p.syscall_since < threshold_ns:
+                continue
+            local_work = bool(p.runq) or p.runnext is not None
+            if (
+                not local_work
+                and (self.idle_ps or self.nmspinning)
+                and now - p.syscall_since < LONG_SYSCALL_NS
+            ):
+                continue
+            if not self.wants_p(p):
+                continue
+            with self.lock:
+                if p.status == P_SYSCALL:
+                    self.handoff_locked(p)
+                    taken += 1
+        return taken
 
     def handoff_locked(self, p: P) -> None:
         """Take ``p`` from its M blocked in a system call and put it to work."""
