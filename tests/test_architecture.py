@@ -74,10 +74,10 @@ PUBLIC = {
         "check_prometheus_text",
     },
     "schedobs.clock": {
-        "ClockCorrector", "ClockEstimate", "ClockProber", "ClockServer", "Edge", "KissOfDeathError",
-        "NetworkSolution", "NtpError", "NtpKey", "OffsetEstimator", "ProtocolError", "RedisError",
+        "AsymmetryFit", "ClockCorrector", "ClockEstimate", "ClockProber", "ClockServer", "Edge",
+        "KissOfDeathError", "NetworkSolution", "NtpError", "NtpKey", "OffsetEstimator", "ProtocolError", "RedisError",
         "Sample", "SpanPairAdjuster", "UnsynchronisedError", "estimator_for", "host_of_span",
-        "parse_reference", "shift_span", "solve_network",
+        "learn_path_asymmetry", "parse_reference", "shift_span", "solve_network",
     },
     "schedobs.export": {
         "DEFAULT_PROMETHEUS", "SCOPE", "ClockCompensation", "ExportSettings",

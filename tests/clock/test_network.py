@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from schedobs.clock import Edge, solve_network
+from schedobs.clock import Edge, OffsetEstimator, learn_path_asymmetry, solve_network
 
 
 def _edge(a: int, b: int, x: dict[int, float], noise: float = 0.0, sigma: float = 10_000) -> Edge:
@@ -64,3 +64,54 @@ def test_unreachable_hosts_and_bad_input() -> None:
         solve_network([Edge(1, 1, 5.0, 1.0)], reference=1)
     with pytest.raises(ValueError, match="appears in no edge"):
         solve_network([Edge(1, 2, 5.0, 1.0)], reference=0)
+
+
+def _mesh(p: float, seed: int, reverse: bool = False) -> list[Edge]:
+    """Twelve hosts, every pair measured once, each edge off by route asymmetry of one
+    sigma ``p × round_trip / 2`` (round trips of 1-2 ms), nothing else."""
+    rng = random.Random(seed)
+    hosts = range(12)
+    x = {h: rng.uniform(-5e6, 5e6) for h in hosts}
+    edges = []
+    for a in hosts:
+        for b in hosts:
+            if a < b:
+                rtt = rng.uniform(1e6, 2e6)
+                offset = x[a] - x[b] + rng.gauss(0.0, p * rtt / 2)
+                if reverse and (a + b) % 2:
+                    edges.append(Edge(b, a, -offset, 1_000, round_trip_ns=rtt))
+                else:
+                    edges.append(Edge(a, b, offset, 1_000, round_trip_ns=rtt))
+    return edges
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["one way", "either way"])
+def test_the_loops_of_a_mesh_give_its_route_asymmetry(reverse: bool) -> None:
+    fits = [learn_path_asymmetry(_mesh(0.03, seed, reverse)) for seed in range(5)]
+    assert all(f is not None and f.loops == 220 for f in fits)  # C(12, 3) triangles
+    learnt = sorted(f.path_asymmetry for f in fits if f is not None)
+    assert 0.025 < learnt[2] < 0.035  # the median of five meshes, within ±17 %
+
+
+def test_symmetric_routes_learn_nothing_and_few_loops_learn_nothing() -> None:
+    fit = learn_path_asymmetry(_mesh(0.0, 1))
+    assert fit is not None and fit.path_asymmetry < 1e-9  # rounding only
+    # Errors the estimators measured themselves are not route asymmetry.
+    measured = [Edge(e.a, e.b, e.offset_ns, 1_000, e.round_trip_ns, 20_000) for e in _mesh(0.0, 2)]
+    fit = learn_path_asymmetry(measured)
+    assert fit is not None and fit.path_asymmetry == 0.0
+    triangle = [Edge("a", "b", 10.0, 1.0, 1e6), Edge("b", "c", 5.0, 1.0, 1e6),
+                Edge("c", "a", -15.0, 1.0, 1e6)]  # fmt: skip
+    assert learn_path_asymmetry(triangle) is None  # one loop, fewer than min_loops
+    fit = learn_path_asymmetry(triangle, min_loops=1)
+    assert fit is not None and fit.path_asymmetry == 0.0 and fit.loops == 1  # it closes
+
+
+def test_an_edge_of_an_estimate_carries_what_learning_needs() -> None:
+    est = OffsetEstimator()
+    for k in range(20):
+        est.add_sample(k * 10**9, k * 10**9 + 700_000, k * 10**9 + 720_000, k * 10**9 + 1_420_000)
+    e = est.estimate(at_ns=20 * 10**9)
+    assert e is not None
+    edge = Edge.of("host", "ref", e)
+    assert edge.round_trip_ns == 1_400_000 and 0 < edge.measured_ns < edge.uncertainty_ns

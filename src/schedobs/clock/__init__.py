@@ -13,7 +13,7 @@ span and metric timestamps before export.
 from ._adjuster import SpanPairAdjuster, host_of_span
 from ._correction import ClockCorrector, shift_span
 from ._estimator import ClockEstimate, OffsetEstimator, Sample
-from ._network import Edge, NetworkSolution, solve_network
+from ._network import AsymmetryFit, Edge, NetworkSolution, learn_path_asymmetry, solve_network
 from ._ntp import KissOfDeathError, NtpError, NtpKey, UnsynchronisedError
 from ._prober import ClockProber, estimator_for, parse_reference
 from ._protocol import ProtocolError
@@ -21,6 +21,7 @@ from ._redis import RedisError
 from ._server import ClockServer
 
 __all__ = [
+    "AsymmetryFit",
     "ClockCorrector",
     "ClockEstimate",
     "ClockProber",
@@ -38,6 +39,7 @@ __all__ = [
     "UnsynchronisedError",
     "estimator_for",
     "host_of_span",
+    "learn_path_asymmetry",
     "parse_reference",
     "shift_span",
     "solve_network",

@@ -152,6 +152,11 @@ class ClockEstimate:
     freq_ppm: float
     samples: int
     at_ns: int
+    #: The window's least round trip (ns): the path's floor as far as it shows.
+    round_trip_ns: int = 0
+    #: The part of ``uncertainty_ns`` the samples measure (the fit and the queueing bias),
+    #: without the priors for route and host asymmetry that no exchange can see (ns).
+    measured_ns: int = 0
 
 
 class OffsetEstimator:
@@ -534,15 +539,20 @@ class OffsetEstimator:
                 return None
             theta, variance, freq = filt.estimate(self._seconds(at))
             n = len(self._samples)
+            measured = variance
             if n > 1:  # a lone sample's hard bound (δ/2) already covers asymmetry
                 asymmetry = self._asymmetry * self._min_delay / 2.0
-                variance += asymmetry * asymmetry + self._bias2 + self._host2
+                measured += self._bias2
+                variance = measured + asymmetry * asymmetry + self._host2
+            round_trip = self._min_delay
         return ClockEstimate(
             offset_ns=round(theta),
             uncertainty_ns=max(round(math.sqrt(variance)), 1),
             freq_ppm=freq / _PPM,
             samples=n,
             at_ns=at,
+            round_trip_ns=round_trip,
+            measured_ns=max(round(math.sqrt(measured)), 1),
         )
 
     def __len__(self) -> int:

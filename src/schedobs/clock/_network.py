@@ -20,18 +20,37 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["Edge", "NetworkSolution", "solve_network"]
+if TYPE_CHECKING:
+    from ._estimator import ClockEstimate
+
+__all__ = ["AsymmetryFit", "Edge", "NetworkSolution", "learn_path_asymmetry", "solve_network"]
 
 
 @dataclass(frozen=True)
 class Edge:
-    """``a`` measured ``b``: ``offset_ns = clock_b − clock_a`` (± ``uncertainty_ns``)."""
+    """``a`` measured ``b``: ``offset_ns = clock_b − clock_a`` (± ``uncertainty_ns``).
+
+    For :func:`learn_path_asymmetry`, also the path's round trip and the part of the
+    uncertainty the samples measure (``ClockEstimate.round_trip_ns`` and
+    ``measured_ns``; ``Edge.of`` takes both from an estimate).
+    """
 
     a: Hashable
     b: Hashable
     offset_ns: float
     uncertainty_ns: float
+    round_trip_ns: float = 0.0
+    measured_ns: float = 0.0
+
+    @classmethod
+    def of(cls, a: Hashable, b: Hashable, estimate: ClockEstimate) -> Edge:
+        """The edge ``a``'s estimate of ``b`` gives (``b`` was ``a``'s reference)."""
+        return cls(
+            a, b, estimate.offset_ns, max(estimate.uncertainty_ns, 1),
+            estimate.round_trip_ns, estimate.measured_ns,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -160,3 +179,62 @@ def _solve_spd(matrix: list[list[float]], rhs: list[float]) -> tuple[list[float]
         unit[i] = 1.0
         diag.append(solve(unit)[i])
     return x, diag
+
+
+@dataclass(frozen=True)
+class AsymmetryFit:
+    """What the loops of a probe mesh say about its routes' asymmetry."""
+
+    #: One sigma of route asymmetry as a fraction of the round trip, in the unit of
+    #: ``OffsetEstimator.path_asymmetry``: set it on the hosts' estimators.
+    path_asymmetry: float
+    #: Triangles of edges it was learnt from.
+    loops: int
+
+
+def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> AsymmetryFit | None:
+    """The scale of route asymmetry that the loops of ``edges`` show, or ``None`` when
+    there are fewer than ``min_loops`` triangles to learn it from.
+
+    Around a loop of hosts the true offsets sum to zero, so a loop's measured sum
+    (its closure) is the sum of its edges' errors: each edge's measured part
+    (``measured_ns``) and its route asymmetry, modelled as ``path_asymmetry ×
+    round_trip / 2``.  Pooled over every triangle, ``path_asymmetry² = Σ (closure² −
+    Σ measured²) / Σ Σ (round_trip/2)²`` (method of moments; 0 when the closures are
+    no larger than the measured parts explain).  Asymmetry that is the same on every
+    path of a host — its network stack — adds up to zero around a loop, like a clock
+    offset, so no mesh can learn it: ``host_asymmetry_ns`` stays a prior.  Edges need
+    ``round_trip_ns`` (``Edge.of(a, b, estimate)`` takes it); one edge per pair of
+    hosts is used (the first given).
+    """
+    pairs: dict[frozenset[Hashable], Edge] = {}
+    neighbours: dict[Hashable, set[Hashable]] = {}
+    for e in edges:
+        if e.a == e.b or not e.round_trip_ns > 0:
+            continue
+        key = frozenset((e.a, e.b))
+        if key in pairs:
+            continue
+        pairs[key] = e
+        neighbours.setdefault(e.a, set()).add(e.b)
+        neighbours.setdefault(e.b, set()).add(e.a)
+    order = {h: i for i, h in enumerate(neighbours)}
+    excess = spread = 0.0
+    loops = 0
+    for e in pairs.values():
+        u, v = e.a, e.b
+        for w in neighbours[u] & neighbours[v]:
+            if order[w] <= max(order[u], order[v]):
+                continue  # each triangle once: from its edge of the two lowest hosts
+            closure = 0.0
+            for x, y in ((u, v), (v, w), (w, u)):
+                edge = pairs[frozenset((x, y))]
+                # Along the loop x → y: offset = clock_y − clock_x as measured.
+                closure += edge.offset_ns if edge.a == x else -edge.offset_ns
+                excess -= edge.measured_ns * edge.measured_ns
+                spread += (edge.round_trip_ns / 2.0) ** 2
+            excess += closure * closure
+            loops += 1
+    if loops < min_loops or spread <= 0:
+        return None
+    return AsymmetryFit(math.sqrt(max(excess, 0.0) / spread), loops)
