@@ -19,7 +19,7 @@ from . import _process
 from ._future import RuntimeFuture
 from ._machine import M
 from ._sched import RejectedError, Scheduler
-from ._stats import RuntimeHooks, RuntimeStats, collect
+from ._stats import RuntimeHooks, RuntimeStats
 from ._task import Task
 
 __all__ = ["RejectedError", "Runtime"]
@@ -312,7 +312,7 @@ class Runtime(Executor):
 
     def stats(self) -> RuntimeStats:
         """Counts at this moment (see :class:`RuntimeStats`)."""
-        return collect(self._sched)
+        return self._sched.stats()
 
     def __repr__(self) -> str:
         return f"<Runtime {self.name!r} procs={self.procs} closing={self._sched.closing}>"

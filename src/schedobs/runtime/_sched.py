@@ -46,7 +46,7 @@ from ._monitor import Monitor
 from ._ops import tls
 from ._processor import P_IDLE, P_RUNNING, P_SYSCALL, P
 from ._runqueue import FROM_GLOBAL, FROM_LOCAL, LOCAL_CAPACITY, steal_half, take_batch
-from ._stats import RuntimeHooks
+from ._stats import RuntimeHooks, RuntimeStats, merge_latency
 from ._task import SyscallState, Task, TaskState, record_syscall
 
 if TYPE_CHECKING:
@@ -613,6 +613,57 @@ class Scheduler:
         if self.has_work_for(p) and self._startm_locked(p, spinning=False):
             return
         self.put_idle_p_locked(p)  # also where an M waiting for a P gets it
+
+    # --- statistics ------------------------------------------------------------------------
+
+    def stats(self) -> RuntimeStats:
+        """The scheduler's own account of itself, its Ms and its monitor, read without
+        stopping anything (each figure exact, microseconds apart)."""
+        procs = self.procs
+        ms = list(self.all_ms)
+        queued_local = sum(p.queued() for p in procs)
+        queued_global = len(self.global_queue)
+        live_ms = [m for m in ms if not m.exited]
+        syscall = sum(1 for m in live_ms if m.in_syscall)
+        spinning = sum(1 for m in live_ms if m.spinning)
+        running = sum(1 for m in live_ms if m.curg is not None and not m.in_syscall)
+        idle_threads = max(len(live_ms) - syscall - spinning - running, 0)
+        submitted = self.submitted()
+        completed = sum(m.completed for m in ms)
+        runnable = queued_local + queued_global
+        waiting = max(submitted - completed - runnable - running - syscall, 0)
+        with self.lock:
+            rejected = dict(self.rejected)
+        monitor = self.monitor
+        return RuntimeStats(
+            processors=self.nprocs,
+            processors_idle=sum(1 for p in procs if p.status == P_IDLE and not p.retiring),
+            threads_running=running,
+            threads_spinning=spinning,
+            threads_syscall=syscall,
+            threads_idle=idle_threads,
+            tasks_runnable=runnable,
+            tasks_running=running,
+            tasks_syscall=syscall,
+            tasks_waiting=waiting,
+            queued_global=queued_global,
+            queued_local=queued_local,
+            submitted=submitted,
+            completed=completed,
+            rejected_queue_full=rejected["queue_full"],
+            rejected_shutdown=rejected["shutdown"],
+            steals=sum(m.steals for m in ms),
+            stolen_tasks=sum(m.stolen for m in ms),
+            handoffs=self.handoffs,
+            preemptions=sum(m.preemptions for m in ms),
+            preempt_flags=monitor.preempt_flags,
+            long_running=sum(m.long_running for m in ms),
+            threads_created=self.threads_created,
+            monitor_ticks=monitor.ticks,
+            scale_outs=self.scale_outs,
+            scale_ins=self.scale_ins,
+            latency=merge_latency(self.latency_bounds, [m.latency for m in ms]),
+        )
 
     # --- the elastic pool -----------------------------------------------------------------
 

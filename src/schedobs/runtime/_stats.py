@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ._processor import P_IDLE
-
 if TYPE_CHECKING:
-    from ._machine import M
-    from ._sched import Scheduler
+    from ._latency import LatencyRecorder
 
-__all__ = ["LatencyCounts", "RuntimeHooks", "RuntimeStats", "collect"]
+__all__ = ["LatencyCounts", "RuntimeHooks", "RuntimeStats", "merge_latency"]
 
 
 @dataclass(frozen=True)
@@ -107,70 +104,23 @@ class RuntimeHooks(Protocol):
         ...
 
 
-def collect(sched: Scheduler) -> RuntimeStats:
-    """Read ``sched`` without stopping it (each figure exact, microseconds apart)."""
-    procs = sched.procs
-    ms = list(sched.all_ms)
-    queued_local = sum(p.queued() for p in procs)
-    queued_global = len(sched.global_queue)
-    live_ms = [m for m in ms if not m.exited]
-    syscall = sum(1 for m in live_ms if m.in_syscall)
-    spinning = sum(1 for m in live_ms if m.spinning)
-    running = sum(1 for m in live_ms if m.curg is not None and not m.in_syscall)
-    idle_threads = max(len(live_ms) - syscall - spinning - running, 0)
-    submitted = sched.submitted()
-    completed = sum(m.completed for m in ms)
-    runnable = queued_local + queued_global
-    waiting = max(submitted - completed - runnable - running - syscall, 0)
-    with sched.lock:
-        rejected = dict(sched.rejected)
-    monitor = sched.monitor
-    return RuntimeStats(
-        processors=sched.nprocs,
-        processors_idle=sum(1 for p in procs if p.status == P_IDLE and not p.retiring),
-        threads_running=running,
-        threads_spinning=spinning,
-        threads_syscall=syscall,
-        threads_idle=idle_threads,
-        tasks_runnable=runnable,
-        tasks_running=running,
-        tasks_syscall=syscall,
-        tasks_waiting=waiting,
-        queued_global=queued_global,
-        queued_local=queued_local,
-        submitted=submitted,
-        completed=completed,
-        rejected_queue_full=rejected["queue_full"],
-        rejected_shutdown=rejected["shutdown"],
-        steals=sum(m.steals for m in ms),
-        stolen_tasks=sum(m.stolen for m in ms),
-        handoffs=sched.handoffs,
-        preemptions=sum(m.preemptions for m in ms),
-        preempt_flags=monitor.preempt_flags,
-        long_running=sum(m.long_running for m in ms),
-        threads_created=sched.threads_created,
-        monitor_ticks=monitor.ticks,
-        scale_outs=sched.scale_outs,
-        scale_ins=sched.scale_ins,
-        latency=_latency(sched.latency_bounds, ms),
-    )
-
-
-def _latency(bounds: tuple[int, ...] | None, ms: list[M]) -> dict[str, LatencyCounts]:
+def merge_latency(
+    bounds: tuple[int, ...] | None, recorders: Sequence[LatencyRecorder | None]
+) -> dict[str, LatencyCounts]:
+    """The schedule-latency counts of every M's recorder, merged per queue."""
     if bounds is None:
         return {}
+    ms = [r for r in recorders if r is not None]
     n = len(bounds) + 1
     out: dict[str, LatencyCounts] = {}
     for source, queue in ((0, "global"), (1, "local")):
         counts = [0] * n
         total = 0
         low = high = None
-        for m in ms:
-            if m.latency is None:
-                continue
+        for recorder in ms:
             # A copy first: the M keeps writing; what we read is a consistent
             # enough prefix and the next read sees the rest.
-            row = list(m.latency.rows[source])
+            row = list(recorder.rows[source])
             for i in range(n):
                 counts[i] += row[i]
             if sum(row[:n]):
@@ -179,11 +129,10 @@ def _latency(bounds: tuple[int, ...] | None, ms: list[M]) -> dict[str, LatencyCo
                 high = row[n + 2] if high is None else max(high, row[n + 2])
         # Exemplars: per bucket, the newest any M kept.
         kept: list[tuple[int, int, int, int] | None] = [None] * n
-        for m in ms:
-            if m.latency is not None:
-                for i, e in enumerate(m.latency.exemplars[source]):
-                    if e is not None and (kept[i] is None or e[1] > kept[i][1]):  # type: ignore[index]
-                        kept[i] = e
+        for recorder in ms:
+            for i, e in enumerate(recorder.exemplars[source]):
+                if e is not None and (kept[i] is None or e[1] > kept[i][1]):  # type: ignore[index]
+                    kept[i] = e
         out[queue] = LatencyCounts(
             bounds, tuple(counts), total, low or 0, high or 0,
             tuple(kept) if any(kept) else (),
