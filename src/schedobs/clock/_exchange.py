@@ -59,31 +59,34 @@ class Exchange(Protocol):
         ...
 
 
-def _udp(address: tuple[str, int]) -> socket.socket:
-    """A UDP socket connected to ``address``, with kernel timestamps where available."""
-    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.connect(address)
-    except OSError:
-        sock.close()
-        raise
-    enable_timestamps(sock)
-    return sock
+class _UdpExchange:
+    """A reference over UDP (NTP, a schedobs server): the connected socket both use."""
+
+    def __init__(self, address: tuple[str, int], clock_ns: Callable[[], int]) -> None:
+        self.address = address
+        self.clock_ns = clock_ns
+
+    def open(self, timeout: float) -> socket.socket:
+        """A UDP socket connected to the reference, with kernel timestamps where available."""
+        family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.connect(self.address)
+        except OSError:
+            sock.close()
+            raise
+        enable_timestamps(sock)
+        return sock
 
 
-class NtpExchange:
+class NtpExchange(_UdpExchange):
     """An NTP server in client mode (RFC 5905), optionally with a symmetric key."""
 
     def __init__(
         self, address: tuple[str, int], key: NtpKey | None, clock_ns: Callable[[], int]
     ) -> None:
-        self.address = address
+        super().__init__(address, clock_ns)
         self.key = key
-        self.clock_ns = clock_ns
-
-    def open(self, timeout: float) -> socket.socket:
-        return _udp(self.address)
 
     def exchange(self, sock: socket.socket, timeout: float) -> Outcome:
         unusable: list[NtpError] = []
@@ -128,19 +131,15 @@ class RedisExchange:
         return _sample(t1, t2, t3, t4)
 
 
-class SchedobsExchange:
+class SchedobsExchange(_UdpExchange):
     """A schedobs probe server (``schedobs clock serve``), optionally keyed."""
 
     def __init__(
         self, address: tuple[str, int], key: bytes | None, clock_ns: Callable[[], int], seq: int
     ) -> None:
-        self.address = address
+        super().__init__(address, clock_ns)
         self.key = key
-        self.clock_ns = clock_ns
         self._seq = seq
-
-    def open(self, timeout: float) -> socket.socket:
-        return _udp(self.address)
 
     def exchange(self, sock: socket.socket, timeout: float) -> Outcome:
         self._seq = seq = (self._seq + 1) & 0xFFFFFFFFFFFFFFFF
