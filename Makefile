@@ -3,7 +3,7 @@
 #   make test   install what is needed (Debian packages included), run the test suite
 #   make lint   ruff + mypy (strict for src/)
 #   make bench  benchmarks, printing ratios against baselines measured in the same run
-#   make test-compiled  the adapters' tests against the optional compiled build (part of make test)
+#   make test-compiled  the runtime's and adapters' tests against the optional compiled build (part of make test)
 #   make soak   long tests marked `slow`
 #   make test-compose  the docker-compose example stack, up on a local Docker engine
 
@@ -97,13 +97,14 @@ $(COMPILED)/.built: $(STAMP) setup.py $(shell find src/schedobs -name '*.py')
 	touch $@
 compiled: $(COMPILED)/.built
 
-# The same tests against the compiled build: the adapters' own, and CPython's
-# test_concurrent_futures on the compiled thread pool.
-COMPILED_TESTS := tests/test_compiled.py tests/adapters/test_adapters.py \
-	tests/adapters/test_drop_in.py tests/export/test_exemplars.py tests/runtime/test_stdlib_executor.py
+# The same tests against the compiled build: the runtime's and tenancy's (with
+# CPython's test_concurrent_futures on the compiled runtime and thread pool), the
+# adapters' own, and the exemplars that leave the runtime's latency rows.
+COMPILED_TESTS := tests/test_compiled.py tests/runtime tests/tenancy tests/adapters/test_adapters.py \
+	tests/adapters/test_drop_in.py tests/export/test_exemplars.py
 test-compiled: $(COMPILED)/.built system-deps
 	SCHEDOBS_EXPECT_COMPILED=1 PYTHONPATH=$(COMPILED) $(BIN)/python -m pytest -p no:cacheprovider \
-	  $(COMPILED_TESTS) -k "not TestThreadPoolExecutor_ and not TestRuntime_" $(PYTEST_ARGS)
+	  $(COMPILED_TESTS) -k "not TestThreadPoolExecutor_" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples fuzz

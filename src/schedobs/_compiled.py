@@ -25,7 +25,15 @@ __all__ = ["HOT_MODULES", "compiled_modules", "mypyc_attr"]
 _C = TypeVar("_C")
 
 #: The modules the compiled build compiles (``setup.py`` reads this list).
-HOT_MODULES = ("schedobs.adapters._thread_pool",)
+HOT_MODULES = (
+    "schedobs.adapters._thread_pool",
+    "schedobs.runtime._latency",
+    "schedobs.runtime._machine",
+    "schedobs.runtime._processor",
+    "schedobs.runtime._runqueue",
+    "schedobs.runtime._sched",
+    "schedobs.runtime._task",
+)
 
 try:
     # The compiler's class options; a compile-time hint, so interpreted code

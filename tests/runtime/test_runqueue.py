@@ -23,7 +23,7 @@ from schedobs.runtime._sched import Scheduler
 from schedobs.runtime._task import Task, TaskState
 
 
-def _put(local: deque[_T], task: _T, gq: deque[_T]) -> None:
+def _put(local: deque[Task], task: Task, gq: deque[Task]) -> None:
     """The scheduler's one overflow policy (``Scheduler.runnable``): what does not fit
     in a full local queue goes to the global queue."""
     if len(local) < LOCAL_CAPACITY:
@@ -32,13 +32,16 @@ def _put(local: deque[_T], task: _T, gq: deque[_T]) -> None:
         gq.append(task)
 
 
-class _T:
-    """A stand-in task: only identity matters to the queues."""
+def _numbered(n: int) -> Task:
+    """Task number ``n``: only identity matters to the queues (the number is its argument).
 
-    __slots__ = ("n",)
+    Real tasks, not stand-ins: the compiled build's queues take nothing else."""
+    return Task(abs, (n,), None, None)
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+
+def _n(task: Task) -> int:
+    assert task.args is not None
+    return int(task.args[0])
 
 
 ops = st.lists(
@@ -53,82 +56,82 @@ ops = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(ops)
 def test_random_interleavings_lose_and_duplicate_nothing(sequence: list[tuple[str, int]]) -> None:
-    gq: deque[_T] = deque()
-    locals_: list[deque[_T]] = [deque(), deque(), deque()]
+    gq: deque[Task] = deque()
+    locals_: list[deque[Task]] = [deque(), deque(), deque()]
     made = 0
     ran: list[int] = []
     for op, i in sequence:
         local = locals_[i]
         if op == "put":
-            _put(local, _T(made), gq)
+            _put(local, _numbered(made), gq)
             made += 1
         elif op == "burst":  # enough to overflow a local queue
             for _ in range(LOCAL_CAPACITY + 7):
-                _put(local, _T(made), gq)
+                _put(local, _numbered(made), gq)
                 made += 1
         elif op == "get" and local:
-            ran.append(local.popleft().n)
+            ran.append(_n(local.popleft()))
         elif op == "steal":
             got = steal_half(locals_[(i + 1) % 3], local)
             if got is not None:
-                ran.append(got.n)
+                ran.append(_n(got))
         elif op == "global":
             got = take_batch(gq, local, 3)
             if got is not None:
-                ran.append(got.n)
+                ran.append(_n(got))
         assert all(len(q) <= LOCAL_CAPACITY for q in locals_)
     # Drain everything left.
     for q in (gq, *locals_):
-        ran.extend(t.n for t in q)
+        ran.extend(_n(t) for t in q)
     assert sorted(ran) == list(range(made))  # every task exactly once
 
 
 def test_steal_takes_half_and_at_least_one() -> None:
-    victim = deque(_T(i) for i in range(9))
-    into: deque[_T] = deque()
+    victim = deque(_numbered(i) for i in range(9))
+    into: deque[Task] = deque()
     first = steal_half(victim, into)
     assert first is not None
-    assert first.n == 0
-    assert [t.n for t in into] == [1, 2, 3, 4]
+    assert _n(first) == 0
+    assert [_n(t) for t in into] == [1, 2, 3, 4]
     assert len(victim) == 4
-    one = deque([_T(0)])
+    one = deque([_numbered(0)])
     assert steal_half(one, into) is not None
     assert steal_half(deque(), into) is None
 
 
 def test_take_batch_is_a_fair_share() -> None:
-    gq = deque(_T(i) for i in range(100))
-    local: deque[_T] = deque()
+    gq = deque(_numbered(i) for i in range(100))
+    local: deque[Task] = deque()
     first = take_batch(gq, local, nprocs=4)
     assert first is not None
-    assert first.n == 0
+    assert _n(first) == 0
     assert len(local) == 100 // 4  # len(gq)//nprocs + 1 - 1 (the first)
     assert take_batch(deque(), local, 4) is None
 
 
 def test_concurrent_owner_and_thieves_take_each_task_once() -> None:
-    gq: deque[_T] = deque()
-    victim: deque[_T] = deque()
+    gq: deque[Task] = deque()
+    victim: deque[Task] = deque()
     taken: list[list[int]] = [[] for _ in range(4)]
     n = 60_000
     done = threading.Event()
 
     def owner() -> None:
         for i in range(n):
-            _put(victim, _T(i), gq)
+            _put(victim, _numbered(i), gq)
             if i % 3 == 0:
                 with contextlib.suppress(IndexError):
-                    taken[0].append(victim.popleft().n)
+                    taken[0].append(_n(victim.popleft()))
         done.set()
 
     def thief(k: int) -> None:
-        mine: deque[_T] = deque()
+        mine: deque[Task] = deque()
         while not done.is_set() or victim or gq or mine:
             got = steal_half(victim, mine) or take_batch(gq, mine, 3)
             if got is not None:
-                taken[k].append(got.n)
+                taken[k].append(_n(got))
             while mine:
-                taken[k].append(mine.popleft().n)
+                taken[k].append(_n(mine.popleft()))
 
     threads = [threading.Thread(target=owner)] + [
         threading.Thread(target=thief, args=(k,)) for k in (1, 2, 3)
@@ -145,8 +148,8 @@ def test_concurrent_owner_and_thieves_take_each_task_once() -> None:
 class _Hooks:
     """Just enough of RuntimeHooks for a timed scheduler that never starts."""
 
-    def latency_bounds_ns(self) -> list[int]:
-        return [1_000]
+    def latency_bounds_ns(self) -> tuple[int, ...]:
+        return (1_000,)
 
 
 def _unstarted_scheduler() -> Scheduler:

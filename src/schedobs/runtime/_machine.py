@@ -30,13 +30,13 @@ import contextlib
 import contextvars
 import os
 import threading
-import types
-from collections.abc import Callable, Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final
 
 from schedobs.contract import exemplars as _ex
 
-from ._latency import LatencyRecorder
+from ._drive import drive
+from ._latency import NATIVE, LatencyRecorder
 from ._ops import GOSCHED, Blocking, Checkpoint, Park, Sleep, tls
 from ._runqueue import GLOBAL_CHECK_ROUNDS
 from ._sched import RESCAN, Rescan
@@ -48,9 +48,15 @@ if TYPE_CHECKING:
 
 __all__ = ["M"]
 
-_RUNNABLE = TaskState.RUNNABLE
-_RUNNING = TaskState.RUNNING
-_WAITING = TaskState.WAITING
+_RUNNABLE: Final[TaskState] = TaskState.RUNNABLE
+_RUNNING: Final[TaskState] = TaskState.RUNNING
+_WAITING: Final[TaskState] = TaskState.WAITING
+# Final aliases of what the hot path names from interpreted modules: compiled,
+# a Final is a static, any other module-level name a dictionary lookup per use.
+_GOSCHED: Final = GOSCHED
+_drive: Final = drive
+# Schedule latency: compiled, binned on the spot; interpreted, appended (see _latency).
+_NATIVE_LATENCY: Final = NATIVE
 
 
 def _pin(cpu: int) -> None:
@@ -139,7 +145,7 @@ class M:
                 # Each pass runs in a fresh clean context until a task dirties it.
                 while True:
                     clean = contextvars.Context()
-                    if not clean.run(self._schedule, clean.__len__):
+                    if not clean.run(self._schedule, clean):
                         break
         finally:
             if self.latency is not None:
@@ -148,9 +154,9 @@ class M:
             self.curg = None
             tls.m = None
 
-    def _schedule(self, dirty: Callable[[], int]) -> bool:
-        """Run tasks; ``True`` when this M's clean context got dirty (start a fresh
-        one), ``False`` when the runtime stops.  ``dirty()``: variables set in it.
+    def _schedule(self, clean: contextvars.Context) -> bool:
+        """Run tasks in ``clean``, the context this M runs them in; ``True`` when a task
+        set a variable there (start a fresh one), ``False`` when the runtime stops.
 
         The order is the scheduler's: every ``GLOBAL_CHECK_ROUNDS``-th round it is
         asked first (:meth:`Scheduler.fair_round`: retirement, the global queue);
@@ -158,10 +164,8 @@ class M:
         head besides thieves; then :meth:`Scheduler.find_runnable`."""
         sched = self.sched
         latency = self.latency
-        record = latency.record if latency is not None else None
+        record = latency.record if latency is not None else []
         now = sched.clock
-        step = self.step
-        run = self.run
         fair: Task | Rescan | None = None
         found: Task | Rescan | None = None
         while True:
@@ -198,12 +202,17 @@ class M:
                         if found is RESCAN:  # a P again: its own queues first
                             continue
                         g = found
-            if record is not None:  # instrumented: the only place latency is taken
+            if latency is not None:  # instrumented: the only place latency is taken
                 lat = now() - g.ready_ns
-                record[g.source](lat)
-                if _ex.context_var is not None and g.ctx is not None:
+                if _NATIVE_LATENCY:
+                    latency.add(g.source, lat)  # a native call: latency's type is narrowed
+                else:
+                    record[g.source](lat)
+                if g.ctx is not None and _ex.context_var is not None:
                     self._exemplar(g, lat)
-            if step(g, dirty, sched) if g.form else run(g, dirty):
+            # Called through self: compiled, a native call (a bound method kept in
+            # a local would go through Python's calling convention every task).
+            if self.step(g, clean, sched) if g.form else self.run(g, clean):
                 return True  # the task set a context variable: start clean
 
     def _reacquire_p(self) -> bool:
@@ -218,7 +227,7 @@ class M:
         if ids is not None:
             self.latency.exemplar(g.source, lat, *ids)  # type: ignore[union-attr]
 
-    def run(self, g: Task, dirty: Callable[[], int]) -> bool:
+    def run(self, g: Task, clean: contextvars.Context) -> bool:
         """Run the plain callable ``g`` to completion: the one place one runs.  ``True``
         if it dirtied this M's clean context.  Its result leaves with this frame, so
         the M holds nothing of it while it may park."""
@@ -245,13 +254,13 @@ class M:
             g.finish(value, None)
         if g.preempt:
             self.long_running += 1
-        return ctx is None and dirty() > 0
+        return ctx is None and len(clean) > 0
 
     # --- coroutine and generator tasks ------------------------------------------------------
 
-    def step(self, g: Task, dirty: Callable[[], int], sched: Scheduler) -> bool:
+    def step(self, g: Task, clean: contextvars.Context, sched: Scheduler) -> bool:
         """Step ``g`` until it parks, re-queues or ends.  ``True`` if it dirtied
-        this M's clean context (see the module doc; ``dirty()`` measures it).
+        this M's clean context (see the module doc).
         ``sched`` is the loop's (an argument costs less than a lookup)."""
         ctx = g.ctx
         dirtied = False
@@ -263,11 +272,11 @@ class M:
         while True:
             try:
                 if it is None:  # the first step: the driver makes the coroutine
-                    it = g.it = drive(g, g.fn, g.args or (), g.kwargs)  # type: ignore[arg-type]
+                    it = g.it = _drive(g, g.fn, g.args or (), g.kwargs)  # type: ignore[arg-type]
                     g.fn = g.args = g.kwargs = None
                 if g.resume is None and g.throw is None:
                     # The common resume: by iteration, so the end is the loop's
-                    # else, not an exception (see drive below).
+                    # else, not an exception (see _drive).
                     if ctx is None:
                         for op in it:  # noqa: B007 - one resume, then break
                             break
@@ -279,12 +288,12 @@ class M:
                     op = _send_or_throw(g, ctx)
             except BaseException as error:
                 op = _Failed(error)
-            if ctx is None and dirty():
+            if ctx is None and len(clean):
                 # The task set a context variable in our clean context: it keeps
                 # a copy as its own; we start over in a fresh one afterwards.
                 g.ctx = ctx = contextvars.copy_context()
                 dirtied = True
-            if op is None or op is GOSCHED:  # a yield (the singleton: no type() call)
+            if op is None or op is _GOSCHED:  # a yield (the singleton: no type() call)
                 # The tail of our own P (Go's Gosched always goes global; the local
                 # tail keeps the task near its cache, and stealing spreads it), or
                 # the global queue if the monitor flagged it.
@@ -299,14 +308,14 @@ class M:
                 self.completed += 1
                 g.finish(g.result_value, None)
                 return dirtied
-            left = self._operation(g, op, dirty, sched)
+            left = self._operation(g, op, clean, sched)
             if g.ctx is not ctx:  # a blocking call set a context variable: now the task's
                 ctx = g.ctx
                 dirtied = True
             if left:
                 return dirtied
 
-    def _operation(self, g: Task, op: Any, dirty: Callable[[], int], sched: Scheduler) -> bool:
+    def _operation(self, g: Task, op: Any, clean: contextvars.Context, sched: Scheduler) -> bool:
         """Carry out an operation other than a yield; ``True`` if ``g`` left this M
         (it failed, was preempted at a checkpoint, sleeps, is parked, or is queued
         for another M)."""
@@ -330,7 +339,7 @@ class M:
             return True
         if kind is Blocking:
             has_p = self._blocking_call(g, op)
-            if g.ctx is None and dirty():  # set by the call: the task's, as after a step
+            if g.ctx is None and len(clean):  # set by the call: the task's, as after a step
                 g.ctx = contextvars.copy_context()
             if has_p:
                 return False
@@ -375,7 +384,7 @@ class M:
         return f"<M{self.id} p={self.p.id if self.p else None} spinning={self.spinning}>"
 
 
-_FINISHED: Any = object()  # "the task returned" (its value is in result_value)
+_FINISHED: Final[Any] = object()  # "the task returned" (its value is in result_value)
 
 
 class _Failed:
@@ -393,26 +402,6 @@ def _resume_ext(g: Task, clock: Callable[[], int]) -> None:
     if g.ext.syscall_state is SyscallState.READY:  # type: ignore[union-attr]
         record_syscall(g, SyscallState.IDLE, clock)
     _check_deadline(g, clock)
-
-
-@types.coroutine
-def drive(
-    task: Task, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None
-) -> Generator[Any, Any, None]:
-    """What an M resumes for a generator or coroutine task.
-
-    Its first resume calls ``fn`` (which runs none of the task's code, only
-    makes the generator or coroutine; wrong arguments raise here, into the
-    task).  The task's return value lands in ``result_value`` and the driver
-    itself returns ``None``, so an M that resumes it with a ``for`` loop sees
-    the end without a ``StopIteration``: in CPython a caught exception costs a
-    traceback and a frame object for the catching frame, ~0.3–0.7 µs per task,
-    more than the rest of its scheduling.  ``yield from`` passes every
-    operation, sent value and thrown exception through unchanged
-    (``types.coroutine`` lets it delegate to a coroutine).
-    """
-    coro = fn(*args) if kwargs is None else fn(*args, **kwargs)
-    task.result_value = yield from coro
 
 
 def _resume(it: Iterator[Any]) -> Any:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["interpreter_exiting", "register"]
 
 _log = logging.getLogger("schedobs")
-_schedulers: weakref.WeakSet[Scheduler] = weakref.WeakSet()
+_schedulers: weakref.WeakSet[_Registration] = weakref.WeakSet()
 _exiting = False
 
 #: How long the exit waits between checks for tasks that can never finish, and
@@ -44,9 +44,33 @@ _STUCK_POLL_S = 0.05
 _STUCK_CHECKS = 3
 
 
-def register(sched: Scheduler) -> None:
-    """Drain ``sched`` at interpreter exit; refuse its work after a fork."""
-    _schedulers.add(sched)
+class _Registration:
+    """A scheduler's entry in the registry, owned by the scheduler itself.
+
+    The registry holds these weakly, not the schedulers: a compiled scheduler
+    (:mod:`schedobs._compiled`) cannot be weakly referenced.  The entry and its
+    scheduler refer to each other, so the entry lives exactly as long.
+    """
+
+    __slots__ = ("__weakref__", "sched")
+
+    def __init__(self, sched: Scheduler) -> None:
+        self.sched = sched
+
+
+def register(sched: Scheduler) -> object:
+    """Drain ``sched`` at interpreter exit; refuse its work after a fork.
+
+    Returns the registration, which ``sched`` must keep (it is registered for as
+    long as it does).
+    """
+    entry = _Registration(sched)
+    _schedulers.add(entry)
+    return entry
+
+
+def _registered() -> list[Scheduler]:
+    return [entry.sched for entry in list(_schedulers)]
 
 
 def interpreter_exiting() -> bool:
@@ -77,14 +101,14 @@ def drain(sched: Scheduler) -> None:
 def _at_exit() -> None:
     global _exiting
     _exiting = True
-    for sched in list(_schedulers):
+    for sched in _registered():
         drain(sched)
 
 
 def _after_fork_in_child() -> None:
     _future.reset_after_fork()
     _task.reset_after_fork()
-    for sched in list(_schedulers):
+    for sched in _registered():
         sched.after_fork_in_child()
 
 

@@ -8,7 +8,7 @@ as Go does for a goroutine that starts or wakes another).
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from ._machine import M
@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["P_IDLE", "P_RUNNING", "P_SYSCALL", "P"]
 
-P_IDLE = 0  # in the idle list, no M
-P_RUNNING = 1  # held by an M that runs tasks
-P_SYSCALL = 2  # its M is in a blocking call; the monitor may retake it
+P_IDLE: Final = 0  # in the idle list, no M
+P_RUNNING: Final = 1  # held by an M that runs tasks
+P_SYSCALL: Final = 2  # its M is in a blocking call; the monitor may retake it
 
 
 class P:

@@ -17,7 +17,7 @@ in: a task that does not fit goes to the global queue, where idle Ps find it.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from ._task import Task
@@ -27,16 +27,16 @@ __all__ = [
     "take_batch",
 ]  # fmt: skip
 
-LOCAL_CAPACITY = 256
+LOCAL_CAPACITY: Final = 256
 #: Every this many scheduling rounds an M looks at the global queue before its local
 #: one (Go's ``schedtick % 61``), so that a P busy with its own tasks cannot starve
 #: the global queue; a prime, so that it does not fall into step with a workload's
 #: own period.  The same round folds the M's latency batch.
-GLOBAL_CHECK_ROUNDS = 61
+GLOBAL_CHECK_ROUNDS: Final = 61
 #: Which queue a runnable task waited in (``Task.source``; the latency series'
 #: ``scheduler.queue``): the global queue or a P's local queue (runnext included).
-FROM_GLOBAL = 0
-FROM_LOCAL = 1
+FROM_GLOBAL: Final = 0
+FROM_LOCAL: Final = 1
 
 
 def take_batch(global_queue: deque[Task], local: deque[Task], nprocs: int) -> Task | None:

@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 from schedobs._checks import is_int, is_number
 
 from . import _process
+from ._errors import RejectedError
 from ._future import RuntimeFuture
 from ._machine import M
-from ._sched import RejectedError, Scheduler
+from ._sched import Scheduler
 from ._stats import RuntimeHooks, RuntimeStats
 from ._task import Task
 
@@ -193,7 +194,7 @@ class Runtime(Executor):
             # Too late to run anything (and Python 3.12+ starts no thread now).
             self._sched.close_unstarted()
         else:
-            _process.register(self._sched)
+            self._sched.registration = _process.register(self._sched)
             self._sched.start(warm_threads)
         if hooks is not None:
             hooks.bind(self.stats)

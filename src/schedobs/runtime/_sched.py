@@ -38,10 +38,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from schedobs._shards import Shards
 
+from ._errors import RejectedError
 from ._monitor import Monitor
 from ._ops import tls
 from ._processor import P_IDLE, P_RUNNING, P_SYSCALL, P
@@ -53,16 +54,16 @@ if TYPE_CHECKING:
     from ._machine import M
     from ._runtime import Runtime
 
-__all__ = ["RESCAN", "RejectedError", "Rescan", "Scheduler"]
+__all__ = ["RESCAN", "Rescan", "Scheduler"]
 
 #: A system call this long loses its P even when others could take its global work.
-LONG_SYSCALL_NS = 10_000_000
+LONG_SYSCALL_NS: Final = 10_000_000
 
-_RUNNABLE = TaskState.RUNNABLE
-_RUNNING = TaskState.RUNNING
-_WAITING = TaskState.WAITING
-_SYSCALL = TaskState.SYSCALL
-_log = logging.getLogger("schedobs")
+_RUNNABLE: Final[TaskState] = TaskState.RUNNABLE
+_RUNNING: Final[TaskState] = TaskState.RUNNING
+_WAITING: Final[TaskState] = TaskState.WAITING
+_SYSCALL: Final[TaskState] = TaskState.SYSCALL
+_log: Final = logging.getLogger("schedobs")
 
 
 class Rescan(enum.Enum):
@@ -71,20 +72,7 @@ class Rescan(enum.Enum):
     RESCAN = 0
 
 
-RESCAN = Rescan.RESCAN
-
-
-class RejectedError(RuntimeError):
-    """A task was refused.  ``reason`` is the contract's ``error.type`` value.
-
-    A subclass of ``RuntimeError``, which is what ``concurrent.futures``
-    executors raise after shutdown.
-    """
-
-    def __init__(self, reason: str, message: str, tenant: str | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.tenant = tenant
+RESCAN: Final = Rescan.RESCAN
 
 
 def _sum_rows(into: list[float], row: list[float]) -> None:
@@ -150,6 +138,8 @@ class Scheduler:
         self.finished = threading.Event()
         self.stopping = False
         self.forked = False
+        #: This scheduler's entry in the exit and fork registry (see ``_process``).
+        self.registration: object = None
         # Counters: created per submitting thread; the rest under the lock.
         self._created = Shards([0], _sum_rows)
         self._created_local = self._created.local

@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Final
 
 from ._ops import blocking_wait
 from ._runqueue import FROM_GLOBAL
@@ -30,16 +30,16 @@ from ._runqueue import FROM_GLOBAL
 __all__ = ["CALLABLE", "COROUTINE", "GENERATOR", "SyscallState", "Task", "TaskState"]
 
 # Task forms.
-CALLABLE = 0
-GENERATOR = 1
-COROUTINE = 2
+CALLABLE: Final = 0
+GENERATOR: Final = 1
+COROUTINE: Final = 2
 
-_CO_GENERATOR = 0x20
-_CO_COROUTINE = 0x80
-_CO_ITERABLE_COROUTINE = 0x100
-_CO_SUSPENDABLE = _CO_COROUTINE | _CO_GENERATOR | _CO_ITERABLE_COROUTINE
+_CO_GENERATOR: Final = 0x20
+_CO_COROUTINE: Final = 0x80
+_CO_ITERABLE_COROUTINE: Final = 0x100
+_CO_SUSPENDABLE: Final = _CO_COROUTINE | _CO_GENERATOR | _CO_ITERABLE_COROUTINE
 
-_log = logging.getLogger("schedobs")
+_log: Final = logging.getLogger("schedobs")
 
 
 class TaskState(enum.IntEnum):
@@ -52,8 +52,8 @@ class TaskState(enum.IntEnum):
     DONE = 4  #: finished (result, exception or cancelled)
 
 
-_DONE = TaskState.DONE
-_RUNNABLE = TaskState.RUNNABLE
+_DONE: Final[TaskState] = TaskState.DONE
+_RUNNABLE: Final[TaskState] = TaskState.RUNNABLE
 
 
 class SyscallState(enum.IntEnum):
@@ -92,7 +92,6 @@ class Task:
     # double the collector's work when many tasks are alive).  Only what the hot
     # path reads is set here; rare fields live in ``ext``.
     __slots__ = (
-        "__weakref__",
         "args",
         "ctx",
         "exc",
@@ -164,7 +163,7 @@ class Task:
             self.form = CALLABLE
             return
         # A generator or coroutine function.  The object is made by the M at the
-        # first step (see _machine.drive): a queued task then holds no
+        # first step (see _drive.drive): a queued task then holds no
         # generator, and a short one's generator dies young, which CPython's
         # collector does not count (a backlog of live generators made go() 4x
         # slower through GC).

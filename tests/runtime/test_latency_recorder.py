@@ -1,0 +1,107 @@
+"""An M's latency recorder: both ways in bin every value exactly as the contract's buckets say.
+
+The compiled build bins on the spot (``add``), the interpreted one appends and
+folds in batches (``record``); both builds run this file, so each way is
+checked compiled and interpreted.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schedobs.contract import LATENCY_BOUNDARIES_MS
+from schedobs.runtime._latency import LatencyRecorder
+
+CONTRACT = tuple(round(b * 1_000_000) for b in LATENCY_BOUNDARIES_MS)
+
+# Values on, beside and between the bounds, and far outside them.
+_edges = [v + d for v in CONTRACT for d in (-1, 0, 1)]
+latencies = st.one_of(
+    st.sampled_from(_edges),
+    st.integers(0, 20_000_000_000),
+    st.integers(-(10**6), 0),  # an injected clock that went back
+    st.integers(2**63, 2**70),  # past any table
+)
+observations = st.lists(st.tuples(st.integers(0, 1), latencies), max_size=400)
+
+
+def _expected(bounds: tuple[int, ...], values: list[int]) -> list[int]:
+    """The row as the definition says: counts per bucket, then sum, min, max.  A
+    row's min and max start at 2**62 and 0 (146 years of nanoseconds, and no
+    time), so neither goes past those."""
+    counts = [0] * (len(bounds) + 1)
+    for v in values:
+        counts[bisect_left(bounds, v)] += 1
+    if not values:
+        return [*counts, 0, 1 << 62, 0]
+    return [*counts, sum(values), min(1 << 62, *values), max(0, *values)]
+
+
+def _feed(recorder: LatencyRecorder, way: str, seen: list[tuple[int, int]]) -> None:
+    for i, (source, v) in enumerate(seen):
+        if way == "add":
+            recorder.add(source, v)
+        else:
+            recorder.record[source](v)
+        if i % 61 == 60:  # the M folds every 61st round
+            recorder.fold()
+    recorder.fold()
+
+
+@settings(max_examples=300, deadline=None)
+@given(observations, st.sampled_from(["add", "record"]))
+def test_every_value_lands_in_its_bucket_once(seen: list[tuple[int, int]], way: str) -> None:
+    recorder = LatencyRecorder(CONTRACT)
+    _feed(recorder, way, seen)
+    for source in (0, 1):
+        values = [v for s, v in seen if s == source]
+        assert recorder.rows[source] == _expected(CONTRACT, values)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(1, 10**9), min_size=1, max_size=12, unique=True).map(
+        lambda b: tuple(sorted(b))
+    ),
+    observations,
+)
+def test_bounds_closer_than_twofold_bin_the_same(
+    bounds: tuple[int, ...], seen: list[tuple[int, int]]
+) -> None:
+    # Custom hooks may give any bounds; the on-the-spot path's one-step shortcut
+    # holds only for bounds at least 2x apart, so it must walk on for the rest.
+    ways = {}
+    for way in ("add", "record"):
+        recorder = LatencyRecorder(bounds)
+        _feed(recorder, way, seen)
+        ways[way] = recorder.rows
+    assert ways["add"] == ways["record"]
+    assert ways["add"][0] == _expected(bounds, [v for s, v in seen if s == 0])
+
+
+def test_both_ways_between_two_folds_add_up() -> None:
+    recorder = LatencyRecorder(CONTRACT)
+    recorder.add(0, 30_000)
+    recorder.record[0](30_000)
+    recorder.record[0](7)
+    recorder.fold()
+    row = recorder.rows[0]
+    assert row[bisect_left(CONTRACT, 30_000)] == 2 and row[0] == 1
+    assert row[len(CONTRACT) + 1 :] == [60_007, 7, 30_000]
+
+
+@pytest.mark.parametrize("way", ["add", "record"])
+def test_nothing_reaches_the_rows_before_a_fold(way: str) -> None:
+    recorder = LatencyRecorder(CONTRACT)
+    _feed(recorder, way, [])
+    if way == "add":
+        recorder.add(1, 5)
+    else:
+        recorder.record[1](5)
+    assert sum(recorder.rows[1][: len(CONTRACT) + 1]) == 0
+    recorder.fold()
+    assert sum(recorder.rows[1][: len(CONTRACT) + 1]) == 1
