@@ -118,6 +118,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/bench_tenancy.py
 	$(BIN)/python benchmarks/bench_adapters.py
 	@$(MAKE) --no-print-directory compiled
+	PYTHONPATH=$(COMPILED) $(BIN)/python benchmarks/bench_runtime.py
 	PYTHONPATH=$(COMPILED) $(BIN)/python benchmarks/bench_adapters.py
 	$(BIN)/python benchmarks/bench_celery.py
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from schedobs._compiled import compiled_modules
+from schedobs._compiled import build
 from schedobs.adapters import AsyncioInstrumentation, InstrumentedThreadPoolExecutor
 from schedobs.contract import Registry
 
@@ -124,10 +124,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer tasks and rounds (CI)")
     args = parser.parse_args()
     n, rounds = (10_000, 3) if args.quick else (100_000, 15)
-    built = [name for name, compiled in compiled_modules().items() if compiled]
-    build = f"compiled {', '.join(built)}" if built else "interpreted"
     print(f"adapters against the standard library: {n} trivial tasks, {rounds} alternating "
-          f"rounds, medians; build: {build}")  # fmt: skip
+          f"rounds, medians; build: {build()}")  # fmt: skip
     registry = Registry()
     stdlib_pool = lambda: ThreadPoolExecutor(4)  # noqa: E731
     our_pool = lambda: InstrumentedThreadPoolExecutor(4, registry=registry)  # noqa: E731

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from schedobs._compiled import build
 from schedobs.contract import Registry
 from schedobs.runtime import Runtime, blocking, gosched
 
@@ -220,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     def verdict(ok: bool) -> str:
         return "meets" if ok else "MISSES"
 
-    print(f"python {sys.version.split()[0]}; {n} tasks; {repeats} interleaved rounds\n")
+    python = sys.version.split()[0]
+    print(f"python {python}; {n} tasks; {repeats} interleaved rounds; build: {build()}\n")
 
     rt = Runtime(name="bench")
     inst = Runtime(name="bench-instrumented", instrument=True, registry=Registry())
