@@ -203,3 +203,9 @@ def test_the_0_1_keywords_still_work_and_say_what_replaced_them(registry: Regist
         )
     with pytest.raises(ValueError, match="give only clock="):
         configure(clock="127.0.0.1:1", clock_interval=1.0, registry=registry, set_global=False)
+    # A probing setting without a reference did nothing in 0.1.0: now it says so.
+    with (
+        pytest.warns(DeprecationWarning, match="clock="),
+        pytest.raises(ValueError, match=r"clock_interval=, clock_key= set how clock_reference="),
+    ):
+        configure(clock_key=b"k" * 20, clock_interval=1.0, registry=registry, set_global=False)

@@ -408,6 +408,13 @@ def _clock_option(
             DeprecationWarning,
             stacklevel=3,
         )
+        probing = sorted(set(deprecated) & {"clock_key", "clock_interval", "clock_max_adjust"})
+        if probing and deprecated.get("clock_reference") is None:
+            # 0.1.0 ignored these without a reference; a setting that does nothing is a mistake.
+            raise ValueError(
+                f"{', '.join(f'{k}=' for k in probing)} set how clock_reference= is probed, "
+                "but no clock_reference= was given"
+            )
         clock = _legacy_clock(**deprecated)
     if clock is None:
         return None, None
