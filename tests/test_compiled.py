@@ -12,14 +12,18 @@ import os
 from concurrent.futures import Future
 from typing import Any
 
-from schedobs._compiled import HOT_MODULES, compiled_modules
+from schedobs._compiled import HOT_MODULES, build, compiled_modules
 from schedobs.adapters import AsyncioInstrumentation, InstrumentedThreadPoolExecutor
 from schedobs.contract import Registry
+from schedobs.runtime import _latency
 
 
 def test_the_hot_modules_load_as_built() -> None:
     expected = os.environ.get("SCHEDOBS_EXPECT_COMPILED") == "1"
     assert compiled_modules() == dict.fromkeys(HOT_MODULES, expected)
+    assert build() == ("compiled" if expected else "interpreted")
+    # The M loop bins latency on the spot only where that is the cheap way.
+    assert _latency.NATIVE is expected
 
 
 def test_the_public_classes_of_compiled_modules_take_python_subclasses() -> None:

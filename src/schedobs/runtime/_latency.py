@@ -31,6 +31,7 @@ the next read sees the rest.
 
 from __future__ import annotations
 
+import importlib.machinery
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
@@ -43,8 +44,8 @@ __all__ = ["NATIVE", "LatencyRecorder"]
 _NO_MIN: Final = 1 << 62  # "no observation yet" for the min slot
 
 #: Whether this module runs compiled, so that :meth:`LatencyRecorder.add` is the
-#: cheap path (an interpreted module's ``__file__`` is its source).
-NATIVE: Final = not __file__.endswith(".py")
+#: cheap path (a compiled module is loaded from an extension module's file).
+NATIVE: Final = __file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 #: ``(latency_ns, time_ns, trace_id, span_id)``
 Exemplar = tuple[int, int, int, int]
