@@ -368,3 +368,27 @@ def test_an_exception_from_a_timed_handle_is_reported_as_asyncio_reports_it(
     assert reported[1]["handle"] is timed
     batch.flush()
     assert _value(registry, "scheduler.schedule.latency").count == 2  # both were timed
+
+
+def test_a_timed_handle_passes_its_arguments_on_if_it_has_any(registry: Registry) -> None:
+    """A task's first step takes none (so the timed handle calls it without unpacking any);
+    a handle with arguments, were one ever timed, still gets them."""
+    from schedobs.adapters._asyncio import _timed_handle_class
+
+    latency = SchedulerMetrics.shared("api", kind="asyncio", registry=registry).latency(
+        queue="ready"
+    )
+    batch = latency.batch()
+    handle_class = _timed_handle_class(deque([0.0, 0.0]).popleft, latency.observe, batch)
+    loop = asyncio.new_event_loop()
+    calls: list[tuple[object, ...]] = []
+    try:
+        for args in ((), (1, "two")):
+            handle = asyncio.Handle(lambda *a: calls.append(a), args, loop, contextvars.Context())
+            handle.__class__ = handle_class
+            handle._run()
+    finally:
+        loop.close()
+    assert calls == [(), (1, "two")]
+    batch.flush()
+    assert _value(registry, "scheduler.schedule.latency").count == 2

@@ -353,7 +353,13 @@ def _timed_handle_class(
                 if len(pending) >= size:
                     flush()
             try:
-                self._context.run(self._callback, *self._args)  # type: ignore[attr-defined]
+                # A task's step takes no arguments; called without unpacking them,
+                # Context.run is a vectorcall, not a call through a new tuple
+                # (~0.1-0.2 us, more than half of what timing the task costs).
+                if self._args:
+                    self._context.run(self._callback, *self._args)  # type: ignore[attr-defined]
+                else:
+                    self._context.run(self._callback)  # type: ignore[attr-defined]
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
