@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import threading
 import urllib.request
+from collections.abc import Callable
 
 import pytest
 
 from schedobs.check import check_prometheus_text
 from schedobs.contract import Registry, SchedulerMetrics
 from schedobs.export import configure
-from schedobs.runtime import RejectedError, Runtime, gosched, sleep
+from schedobs.runtime import RejectedError, Runtime, RuntimeStats, gosched, sleep
 
 
 def _points(registry: Registry) -> dict[tuple[str, frozenset[tuple[str, str]]], object]:
@@ -133,3 +134,44 @@ def test_user_supplied_metrics_must_be_gmp(registry: Registry) -> None:
     rt.submit(int).result(timeout=5)
     rt.shutdown()
     assert "mine" in registry.names()  # not owned: still registered
+
+
+class _ListHooks:
+    """Hooks of a user's own: bounds as a list, nothing reported."""
+
+    def __init__(self, bounds: list[object]) -> None:
+        self.bounds = bounds
+        self.stats: Callable[[], RuntimeStats] | None = None
+
+    def latency_bounds_ns(self) -> list[object]:
+        return self.bounds
+
+    def rejected(self, reason: str, tenant: str | None) -> None:
+        pass
+
+    def bind(self, stats: Callable[[], RuntimeStats]) -> None:
+        self.stats = stats
+
+    def close(self) -> None:
+        pass
+
+
+def test_hooks_of_a_user_s_own_may_give_their_bounds_as_any_sequence() -> None:
+    # The compiled scheduler checks types: a list where the protocol says tuple
+    # must still work there, as it does interpreted.
+    hooks = _ListHooks([1_000, 1_000_000])
+    with Runtime(name="own-hooks", hooks=hooks) as rt:  # type: ignore[arg-type]
+        for t in [rt.go(abs, -1) for _ in range(50)]:
+            t.join()
+    assert hooks.stats is not None
+    latency = hooks.stats().latency
+    assert latency["global"].bounds_ns == (1_000, 1_000_000)
+    assert sum(q.count for q in latency.values()) == 50
+
+
+@pytest.mark.parametrize(
+    "bounds", [[1_000, 1_000], [2_000, 1_000], [0, 5], [1.5, 2], [True, 5], ["10"]]
+)
+def test_bounds_that_are_not_increasing_positive_integers_are_refused(bounds: list[object]) -> None:
+    with pytest.raises(ValueError, match=r"positive, strictly increasing integers"):
+        Runtime(name="bad-bounds", hooks=_ListHooks(bounds))  # type: ignore[arg-type]

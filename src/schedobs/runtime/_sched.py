@@ -47,7 +47,7 @@ from ._monitor import Monitor
 from ._ops import tls
 from ._processor import P_IDLE, P_RUNNING, P_SYSCALL, P
 from ._runqueue import FROM_GLOBAL, FROM_LOCAL, LOCAL_CAPACITY, steal_half, take_batch
-from ._stats import RuntimeHooks, RuntimeStats, merge_latency
+from ._stats import RuntimeHooks, RuntimeStats, latency_bounds, merge_latency
 from ._task import SyscallState, Task, TaskState, record_syscall
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class Scheduler:
         #: instrumented: an uninstrumented runtime reads no clock per task).
         self.timed = hooks is not None
         self.latency_bounds: tuple[int, ...] | None = (
-            tuple(hooks.latency_bounds_ns()) if hooks is not None else None
+            latency_bounds(hooks) if hooks is not None else None
         )
         self.lock = threading.Lock()
         self.global_queue: deque[Task] = deque()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+from schedobs._checks import is_int
 
 if TYPE_CHECKING:
     from ._latency import LatencyRecorder
 
-__all__ = ["LatencyCounts", "RuntimeHooks", "RuntimeStats", "merge_latency"]
+__all__ = ["LatencyCounts", "RuntimeHooks", "RuntimeStats", "latency_bounds", "merge_latency"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,20 @@ class RuntimeHooks(Protocol):
     def close(self) -> None:
         """The runtime has shut down."""
         ...
+
+
+def latency_bounds(hooks: RuntimeHooks) -> tuple[int, ...]:
+    """``hooks.latency_bounds_ns()`` as the Ms count with it: a tuple of positive,
+    strictly increasing integers (any iterable of them is taken)."""
+    read: Callable[[], Iterable[object]] = hooks.latency_bounds_ns
+    given = tuple(read())
+    bounds = tuple(b for b in given if is_int(b) and b > 0)
+    if len(bounds) != len(given) or any(a >= b for a, b in itertools.pairwise(bounds)):
+        raise ValueError(
+            "RuntimeHooks.latency_bounds_ns() must give positive, strictly increasing "
+            f"integers (nanoseconds), got {given!r}"
+        )
+    return bounds
 
 
 def merge_latency(
