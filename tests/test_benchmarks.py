@@ -15,7 +15,10 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
     ("script", "expected"),
     [
         ("bench_recording.py", ["ratio SDK(1 reader) / schedobs handle", "goal: SDK call"]),
-        ("bench_runtime.py", ["go+join vs asyncio gather", "idle runtime CPU", "ideal"]),
+        (
+            "bench_runtime.py",
+            ["go+join vs asyncio gather", "idle runtime CPU", "ideal", "floor of"],
+        ),
         ("bench_clock.py", ["estimator + network", "calibration of σ", "steps of 2 ms", "goals"]),
         ("bench_tenancy.py", ["fairness error", "gold p99 ratio", "cost of a refusal"]),
         (
