@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -228,3 +229,33 @@ def test_shutdown_returns_within_its_bound_when_the_collector_is_down(
     ours = [r for r in caplog.records if r.name == "schedobs"]
     assert len(ours) == 1 and "did not finish within 2.0 s" in ours[0].getMessage(), ours
     assert not any(r.exc_info for r in ours)
+
+
+def test_a_part_that_fails_while_another_is_late_is_still_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The race behind a once-flaky shutdown: the metrics part ended in time with the
+    SDK's two-line error (its Prometheus reader found the deadline gone) while the
+    traces part was still retrying. Both go into one single-line warning."""
+    from schedobs.export._configure import _run_bounded
+
+    release = threading.Event()
+
+    def metrics() -> None:
+        raise Exception(  # the SDK's own type and shape
+            "MeterProvider.shutdown failed because the following metric readers failed "
+            "during shutdown:\n_PullReader: Exception(\"Didn't get to execute, deadline "
+            'already exceeded")'
+        )
+
+    caplog.set_level(logging.WARNING, logger="schedobs")
+    try:
+        done = _run_bounded({"metrics": metrics, "traces": release.wait}, 0.2, "shutdown")
+    finally:
+        release.set()
+    ours = [r.getMessage() for r in caplog.records if r.name == "schedobs"]
+    assert done is False
+    assert len(ours) == 1 and "\n" not in ours[0], ours
+    assert "did not finish within 0.2 s for traces" in ours[0]
+    assert "metrics failed: Exception: MeterProvider.shutdown failed" in ours[0]
+    assert "deadline already exceeded" in ours[0]

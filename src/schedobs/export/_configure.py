@@ -155,8 +155,8 @@ def _run_bounded(steps: Mapping[str, Callable[[], Any]], timeout: float, what: s
     errors: dict[str, str] = {}
 
     def run(name: str, step: Callable[[], Any]) -> None:
-        # A step that fails is reported in one line, by the caller, if it ended in time;
-        # one that ends after the bound was reported as late already and says no more.
+        # A step that fails is reported by the caller, if it ended in time; one that
+        # ends after the bound was reported as late already and says no more.
         try:
             outcome = step()
         except Exception as exc:
@@ -175,14 +175,15 @@ def _run_bounded(steps: Mapping[str, Callable[[], Any]], timeout: float, what: s
         thread.join(max(deadline - time.monotonic(), 0.0))
     late = [n for n in steps if n not in results]
     failed = [n for n, ok in list(results.items()) if not ok]
-    for name in failed:
-        if name in errors:
-            _log.warning("telemetry %s of %s failed: %s", what, name, errors[name])
+    # One line, whatever happened to each part: a part may fail in time while
+    # another is still late (the SDK's errors can span lines; they are joined).
+    problems = [f"{n} failed: {' '.join(errors[n].split())}" for n in failed if n in errors]
     if late:
+        problems.insert(0, f"did not finish within {timeout:.1f} s for {', '.join(late)}")
+    if problems:
         _log.warning(
-            "telemetry %s did not finish within %.1f s for %s; data still pending there "
-            "may not be exported",
-            what, timeout, ", ".join(late),
+            "telemetry %s %s; data still pending there may not be exported",
+            what, "; ".join(problems),
         )  # fmt: skip
     return not late and not failed
 
