@@ -14,7 +14,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from schedobs.check import check_otlp_metrics
 from schedobs.contract import LATENCY_BOUNDARIES_MS, Registry
 from schedobs.export import configure
-from schedobs.testing import GrpcOtlpReceiver, HttpOtlpReceiver, OtlpReceiver, latest_points
+from schedobs.testing import (
+    GrpcOtlpReceiver,
+    HttpOtlpReceiver,
+    OtlpReceiver,
+    latest_points,
+    wait_until,
+)
 
 from .._workload import LATENCIES, QUEUES, REJECTIONS, record
 
@@ -219,16 +225,27 @@ def test_shutdown_returns_within_its_bound_when_the_collector_is_down(
         registry=registry,
         set_global=False,
     )
-    caplog.set_level(logging.WARNING, logger="schedobs")
+    caplog.set_level(logging.WARNING)
     with telemetry.tracer_provider.get_tracer("t").start_as_current_span("lost"):
         pass
     started = time.monotonic()
     assert telemetry.shutdown(timeout=2.0) is False
     elapsed = time.monotonic() - started
     assert elapsed < 2.0 + 0.1, elapsed  # bounded, whatever the SDK's retry back-off does
+    # The exports still retrying are stopped, not left to retry for export_timeout
+    # (30 s) in the background, logging into whatever the service does next.
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name.startswith("schedobs-shutdown")],
+        timeout=3,
+        what="the shutdown's export threads to end",
+    )
     ours = [r for r in caplog.records if r.name == "schedobs"]
     assert len(ours) == 1 and "did not finish within 2.0 s" in ours[0].getMessage(), ours
     assert not any(r.exc_info for r in ours)
+    # The span that was never sent is counted, and the exporters were shut down once.
+    assert telemetry.accounting is not None
+    assert telemetry.accounting.dropped["export_failed"] == 1
+    assert not [r for r in caplog.records if "already shutdown" in r.getMessage()]
 
 
 def test_a_part_that_fails_while_another_is_late_is_still_one_line(

@@ -24,7 +24,7 @@ from schedobs.contract import DROPPED_SPANS, SPAN_DROP_REASON
 
 from ._sdk import UnsupportedSdkError, queue_of
 
-__all__ = ["SpanAccounting"]
+__all__ = ["CountingSpanExporter", "SpanAccounting"]
 
 _log = logging.getLogger("schedobs")
 
@@ -48,15 +48,15 @@ class SpanAccounting:
 
     # --- failed exports -----------------------------------------------------------------
 
-    def wrap(self, exporter: SpanExporter) -> SpanExporter:
+    def wrap(self, exporter: SpanExporter) -> CountingSpanExporter:
         """An exporter that counts the spans of every batch ``exporter`` fails to send."""
-        return _CountingSpanExporter(exporter, self)
+        return CountingSpanExporter(exporter, self)
 
-    def _failed(self, n: int) -> None:
+    def _failed(self, n: int, *, log: bool = True) -> None:
         with self._lock:
             self.dropped["export_failed"] += n
             first = self.dropped["export_failed"] == n
-        if first:
+        if first and log:
             _log.warning(
                 "span export failed: %d span(s) lost; further losses are counted in "
                 "schedobs.spans.dropped, not logged",
@@ -98,23 +98,45 @@ class _CountingBatchSpanProcessor(BatchSpanProcessor):
         super().on_end(span)
 
 
-class _CountingSpanExporter(SpanExporter):
+class CountingSpanExporter(SpanExporter):
+    """Delegates to ``inner``; counts the spans of every batch it fails to send."""
+
     def __init__(self, inner: SpanExporter, accounting: SpanAccounting) -> None:
         self._inner = inner
         self._accounting = accounting
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+        self._aborted = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self._inner.export(spans)
         except Exception:
-            self._accounting._failed(len(spans))
+            self._lost(len(spans))
             raise
         if result is not SpanExportResult.SUCCESS:
-            self._accounting._failed(len(spans))
+            self._lost(len(spans))
         return result
 
+    def _lost(self, n: int) -> None:
+        # After abort() shutdown has already reported this batch as not finished.
+        self._accounting._failed(n, log=not self._aborted)
+
+    def _stop(self) -> bool:
+        with self._stop_lock:
+            first = not self._stopped
+            self._stopped = True
+        return first
+
     def shutdown(self) -> None:
-        self._inner.shutdown()
+        if self._stop():  # once: after abort() the SDK's own call would only warn
+            self._inner.shutdown()
+
+    def abort(self) -> None:
+        """Stop an export that is still retrying (shutdown's bound has passed)."""
+        self._aborted = True
+        if self._stop():
+            self._inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._inner.force_flush(timeout_millis)

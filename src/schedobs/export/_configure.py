@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from schedobs.clock import NtpKey
 from schedobs.contract import REGISTRY, Registry
 
-from ._accounting import SpanAccounting
+from ._accounting import CountingSpanExporter, SpanAccounting
 from ._bridge import attach
 from ._clock import DEFAULT_INTERVAL, DEFAULT_MAX_ADJUST, ClockCompensation
 from ._exemplars import OpenMetricsExemplars, enable_exemplars
@@ -64,6 +64,7 @@ class Telemetry:
         prometheus: PrometheusEndpoint | None,
         clock: ClockCompensation | None = None,
         accounting: SpanAccounting | None = None,
+        aborts: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.settings = settings
         self.resource = resource
@@ -77,6 +78,8 @@ class Telemetry:
         self.accounting = accounting
         self._shutdown_lock = threading.Lock()
         self._is_shutdown = False
+        # Stop the OTLP exporters' retries once shutdown's bound has passed.
+        self._aborts = tuple(aborts)
 
     @property
     def prometheus_address(self) -> tuple[str, int] | None:
@@ -122,6 +125,12 @@ class Telemetry:
             timeout,
             "shutdown",
         )
+        if not done:
+            # An export still retrying against a dead collector would go on for its
+            # whole export timeout in the background, logging as it goes; what it
+            # holds was just reported as not exported, so it is stopped instead.
+            for abort in self._aborts:
+                abort()
         # The scrape endpoint goes last, so a scrape during shutdown still works.
         if self._prometheus is not None:
             self._prometheus.close()
@@ -384,6 +393,10 @@ def configure(
             prometheus=endpoint,
             clock=compensation,
             accounting=None if span_export is None else span_export.accounting,
+            aborts=[
+                *([span_export.exporter.abort] if span_export is not None else []),
+                *([guarded.exporter.abort] if guarded is not None else []),
+            ],
         )
         if set_global:
             _install_global(handle)
@@ -477,7 +490,7 @@ def _start_prometheus(started: ExitStack, settings: ExportSettings) -> Prometheu
 class _SpanExport:
     """Traces over OTLP: the exporter (behind the rewriter) and its accounting."""
 
-    def __init__(self, exporter: SpanExporter, accounting: SpanAccounting) -> None:
+    def __init__(self, exporter: CountingSpanExporter, accounting: SpanAccounting) -> None:
         self.exporter = exporter
         self.accounting = accounting
 

@@ -14,6 +14,7 @@ retries run out), is counted in ``schedobs.metric_exports.failed``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +44,8 @@ class GuardedMetricExporter(MetricExporter):
         #: Exports that failed, raised or returned (``schedobs.metric_exports.failed``).
         self.failed = 0
         self._closing = False
+        self._stop_lock = threading.Lock()
+        self._stopped = False
 
     def _fail(self, what: str, reason: str) -> None:
         # Once shutdown began, an export still running is covered by shutdown's own
@@ -96,9 +99,21 @@ class GuardedMetricExporter(MetricExporter):
             self._raised("flush", exc)
             return False
 
+    def _stop(self) -> bool:
+        with self._stop_lock:
+            first = not self._stopped
+            self._stopped = True
+        return first
+
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._closing = True
+        if not self._stop():  # once: after abort() the SDK's own call would only warn
+            return
         try:
             self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:
             self._raised("exporter shutdown", exc)
+
+    def abort(self) -> None:
+        """Stop an export that is still retrying (shutdown's bound has passed)."""
+        self.shutdown(timeout_millis=0)
