@@ -123,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer tasks and rounds (CI)")
     args = parser.parse_args()
-    n, rounds = (10_000, 3) if args.quick else (100_000, 15)
+    n, rounds = (10_000, 3) if args.quick else (100_000, 25)
     print(f"adapters against the standard library: {n} trivial tasks, {rounds} alternating "
           f"rounds, medians; build: {build()}")  # fmt: skip
     registry = Registry()

@@ -108,7 +108,8 @@ class Telemetry:
 
         Returns ``True`` if the final exports finished within ``timeout`` seconds;
         otherwise logs which did not and returns ``False`` (data still pending then
-        is lost, and said so, rather than holding the application).
+        is lost, and said so, rather than holding the application); an export still
+        retrying then is stopped, not left to retry in the background.
         """
         with self._shutdown_lock:
             if self._is_shutdown:
