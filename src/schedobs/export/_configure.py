@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import threading
@@ -115,6 +116,7 @@ class Telemetry:
             if self._is_shutdown:
                 return True
             self._is_shutdown = True
+        atexit.unregister(self._shutdown_at_exit)
         millis = timeout * 1000.0
         if self.clock is not None:
             self.clock.close()
@@ -136,6 +138,16 @@ class Telemetry:
         if self._prometheus is not None:
             self._prometheus.close()
         return done
+
+    def _shutdown_at_exit(self) -> None:
+        # configure() registers this in place of the SDK providers' own exit handlers
+        # (they are made with shutdown_on_exit=False): a Telemetry that was never
+        # shut down is shut down at interpreter exit as shutdown() does, within its
+        # bound and with its one-line report, instead of by the SDK with no bound
+        # (a dead collector held the exit for the exporters' whole timeout).  Plain
+        # atexit runs after threading's exit hooks, so the runtime has drained and
+        # the standard pools have joined: what their last tasks recorded goes too.
+        self.shutdown()
 
     def __enter__(self) -> Telemetry:
         return self
@@ -179,9 +191,18 @@ def _run_bounded(steps: Mapping[str, Callable[[], Any]], timeout: float, what: s
         for n, s in steps.items()
     ]
     deadline = time.monotonic() + max(timeout, 0.0)
+    running = []
     for thread in threads:
-        thread.start()
-    for thread in threads:
+        try:
+            thread.start()
+        except RuntimeError:
+            # No thread can start (Python 3.12 refuses them in atexit handlers, where
+            # the shutdown at exit runs): the step runs here, without the bound, as
+            # the SDK's own exit handler would have run it.
+            thread.run()
+        else:
+            running.append(thread)
+    for thread in running:
         thread.join(max(deadline - time.monotonic(), 0.0))
     late = [n for n in steps if n not in results]
     failed = [n for n, ok in list(results.items()) if not ok]
@@ -372,7 +393,7 @@ def configure(
         meter_provider = _start_meter_provider(
             started, resource, source, readers, endpoint, exemplars=exemplars
         )
-        tracer_provider = TracerProvider(resource=resource, sampler=sampler)
+        tracer_provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
         _undo_quietly(started, tracer_provider.shutdown)
         if span_export is not None:
             span_export.accounting.register_metrics(meter_provider)
@@ -403,6 +424,7 @@ def configure(
             _install_global(handle)
         enable_exemplars(exemplars)
         started.pop_all()  # all started: the handle's shutdown() stops them from now on
+    atexit.register(handle._shutdown_at_exit)
     return handle
 
 
@@ -554,7 +576,13 @@ def _start_meter_provider(
         if exemplars:
             scrape_exemplars = OpenMetricsExemplars()
             endpoint.collector.exemplars = scrape_exemplars.apply
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    # No exit handler of the SDK's: Telemetry shuts the provider down at exit, within
+    # its bound.  (The SDK registers its handler before it checks the readers, so a
+    # reader already registered elsewhere also left a half-made provider to shut
+    # down that reader, and ours again, at exit.)
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=readers, shutdown_on_exit=False
+    )
     _undo_quietly(started, lambda: meter_provider.shutdown(timeout_millis=1000))
     for reader in readers:
         scraped = endpoint is not None and reader is endpoint.reader
