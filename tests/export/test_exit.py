@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from schedobs.testing import GrpcOtlpReceiver
+from schedobs.testing import GrpcOtlpReceiver, latest_points
 
 
 def _run_child(
@@ -49,13 +49,9 @@ def test_a_pipeline_never_shut_down_still_exports_at_exit(grpc_receiver: GrpcOtl
     assert "configured" in result.stdout
     grpc_receiver.wait_for(lambda r: r.metrics_requests and r.trace_requests, timeout=10)
     rejected = [
-        point.as_int
-        for request in grpc_receiver.metrics_requests
-        for rm in request.resource_metrics
-        for sm in rm.scope_metrics
-        for metric in sm.metrics
-        if metric.name == "scheduler.rejected_tasks"
-        for point in metric.sum.data_points
+        point.value
+        for (name, _), point in latest_points(grpc_receiver.metrics_requests).items()
+        if name == "scheduler.rejected_tasks"
     ]
     assert rejected == [3]
     spans = [
@@ -89,16 +85,10 @@ def test_the_last_tasks_of_a_runtime_never_shut_down_are_in_the_exit_export(
     result, _ = _run_child(code, grpc_receiver.endpoint)
     assert result.returncode == 0, result.stdout + result.stderr
     grpc_receiver.wait_for(lambda r: r.metrics_requests, timeout=10)
-    counts = [
-        point.count
-        for request in grpc_receiver.metrics_requests
-        for rm in request.resource_metrics
-        for sm in rm.scope_metrics
-        for metric in sm.metrics
-        if metric.name == "scheduler.schedule.latency"
-        for point in metric.histogram.data_points
-        if {kv.key: kv.value.string_value for kv in point.attributes}.get("scheduler.name")
-        == "exit-runtime"
+    counts = [  # cumulative: the last point of each queue's series holds its total
+        point.value
+        for (name, attrs), point in latest_points(grpc_receiver.metrics_requests).items()
+        if name == "scheduler.schedule.latency" and ("scheduler.name", "exit-runtime") in attrs
     ]
     assert sum(counts) == 500, (counts, result.stderr)
 
