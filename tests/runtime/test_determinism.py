@@ -63,6 +63,27 @@ def test_schedule_latency_is_measured_on_the_runtime_s_clock() -> None:
     assert all(c.sum_ns == 0 and c.max_ns == 0 for c in counts)  # time stood still
 
 
+def test_schedule_latency_keeps_an_injected_clock_s_nanoseconds() -> None:
+    # Stamps are read as seconds (floats) and rounded back: on a clock a day in,
+    # ticking 1,000 ns per read, every latency is a whole number of ticks.
+    lock = threading.Lock()
+    now = [86_400 * 10**9 + 7]
+
+    def tick() -> int:
+        with lock:
+            now[0] += 1_000
+            return now[0]
+
+    with Runtime(procs=1, instrument=True, name="ticking", clock=tick) as rt:
+        for future in [rt.submit(abs, -i) for i in range(300)]:
+            future.result(timeout=5)
+    counts = [c for c in rt.stats().latency.values() if c.count]
+    assert sum(c.count for c in counts) == 300
+    for c in counts:
+        assert c.sum_ns % 1_000 == 0 and c.min_ns % 1_000 == 0 and c.max_ns % 1_000 == 0
+        assert c.min_ns >= 1_000  # at least the start read came after the ready read
+
+
 def test_clock_and_seed_are_checked() -> None:
     with pytest.raises(TypeError, match="clock must be a callable"):
         Runtime(clock=5)  # type: ignore[arg-type]

@@ -2,7 +2,9 @@
 
 The compiled build bins on the spot (``add``), the interpreted one appends and
 folds in batches (``record``); both builds run this file, so each way is
-checked compiled and interpreted.
+checked compiled and interpreted.  Values come in as seconds, differences of
+two float stamps, and count at the nanosecond they round to: on a clock that
+ticks in whole nanoseconds and has run for a day, nothing is lost.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ latencies = st.one_of(
     st.sampled_from(_edges),
     st.integers(0, 20_000_000_000),
     st.integers(-(10**6), 0),  # an injected clock that went back
-    st.integers(2**63, 2**70),  # past any table
+    st.integers(10**10, 10**12),  # past the last bound (10 s), up to 16 minutes
 )
 observations = st.lists(st.tuples(st.integers(0, 1), latencies), max_size=400)
 
@@ -41,12 +43,19 @@ def _expected(bounds: tuple[int, ...], values: list[int]) -> list[int]:
     return [*counts, sum(values), min(1 << 62, *values), max(0, *values)]
 
 
+def _stamps(ns: int) -> float:
+    """A latency of ``ns`` as the M takes it: the difference of two stamps in seconds,
+    read on a clock that has run for a day."""
+    ready = 86_400 * 10**9 + 123_456_789
+    return (ready + ns) / 1e9 - ready / 1e9
+
+
 def _feed(recorder: LatencyRecorder, way: str, seen: list[tuple[int, int]]) -> None:
     for i, (source, v) in enumerate(seen):
         if way == "add":
-            recorder.add(source, v)
+            recorder.add(source, _stamps(v))
         else:
-            recorder.record[source](v)
+            recorder.record[source](_stamps(v))
         if i % 61 == 60:  # the M folds every 61st round
             recorder.fold()
     recorder.fold()
@@ -85,9 +94,9 @@ def test_bounds_closer_than_twofold_bin_the_same(
 
 def test_both_ways_between_two_folds_add_up() -> None:
     recorder = LatencyRecorder(CONTRACT)
-    recorder.add(0, 30_000)
-    recorder.record[0](30_000)
-    recorder.record[0](7)
+    recorder.add(0, 30e-6)
+    recorder.record[0](30e-6)
+    recorder.record[0](7e-9)
     recorder.fold()
     row = recorder.rows[0]
     assert row[bisect_left(CONTRACT, 30_000)] == 2 and row[0] == 1
@@ -99,9 +108,42 @@ def test_nothing_reaches_the_rows_before_a_fold(way: str) -> None:
     recorder = LatencyRecorder(CONTRACT)
     _feed(recorder, way, [])
     if way == "add":
-        recorder.add(1, 5)
+        recorder.add(1, 5e-9)
     else:
-        recorder.record[1](5)
+        recorder.record[1](5e-9)
     assert sum(recorder.rows[1][: len(CONTRACT) + 1]) == 0
     recorder.fold()
     assert sum(recorder.rows[1][: len(CONTRACT) + 1]) == 1
+
+
+def test_a_stopped_test_clock_reads_zero_latency() -> None:
+    # Runtime(clock=lambda: 42): both stamps the same reading.
+    from schedobs.runtime._latency import seconds_clock
+
+    stamp = seconds_clock(lambda: 42)
+    recorder = LatencyRecorder(CONTRACT)
+    for _ in range(3):
+        recorder.add(0, stamp() - stamp())
+        recorder.record[1](stamp() - stamp())
+    recorder.fold()
+    for row in recorder.rows:
+        assert row[0] == 3 and row[len(CONTRACT) + 1 :] == [0, 0, 0]
+
+
+def test_the_default_clock_is_read_as_seconds_without_an_int() -> None:
+    import time
+
+    from schedobs.runtime._latency import seconds_clock
+
+    assert seconds_clock(time.perf_counter_ns) is time.perf_counter
+    now = [1_500]
+    stamp = seconds_clock(lambda: now[0])
+    ready = stamp()
+    now[0] = 11_500  # exactly the first bound later
+    recorder = LatencyRecorder(CONTRACT)
+    recorder.add(0, stamp() - ready)
+    now[0] = 11_501
+    recorder.add(0, stamp() - ready)
+    recorder.fold()
+    assert recorder.rows[0][:2] == [1, 1]  # 10 µs is within the first bucket, 10.001 past it
+    assert recorder.rows[0][len(CONTRACT) + 1 :] == [20_001, 10_000, 10_001]

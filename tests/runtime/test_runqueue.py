@@ -176,7 +176,7 @@ def test_runnable_is_the_one_way_in_with_one_overflow_policy() -> None:
     sched.runnable(outside)
     assert list(sched.global_queue) == [outside] and outside.source == FROM_GLOBAL
     for g in (yielded, started, woken, outside):
-        assert g.state is TaskState.RUNNABLE and g.ready_ns > 0
+        assert g.state is TaskState.RUNNABLE and g.ready > 0
 
     # A full local queue: whatever does not fit goes to the global queue, alone.
     while len(p.runq) < LOCAL_CAPACITY:

@@ -1,20 +1,32 @@
 """Schedule latency as an M counts it: cheap on the hot path, binned in batches.
 
 Counts stay exact: every observation is binned once, into the rows of the
-queue the task waited in (global or local), by the owning M only.  How a value
-gets there depends on the build (:mod:`schedobs._compiled`), because the
-cheapest way differs by a factor of ten between them:
+queue the task waited in (global or local), by the owning M only.
 
-- **interpreted**, the M appends ``now - ready_ns`` to a buffer (``record``).
+**Time stamps.**  A task is stamped when it becomes runnable and when its M
+starts it, two reads per task, on the runtime's clock in *seconds, as a float*
+(:func:`seconds_clock`): ``time.perf_counter()`` reads the same clock as
+``perf_counter_ns()`` but its result is made from the float free list and
+unboxed compiled by one load, where an ``int`` of nanoseconds since boot is a
+two-digit object allocated, converted and freed each time.  Resolution is the
+double's: a latency is exact to the nanosecond while the clock reads less than
+about 25 days (``perf_counter`` counts from boot), within 2 ns at 100 days.
+Rows stay in integer nanoseconds: a value counts in the bucket its nearest
+nanosecond falls in; sums, minima and maxima are rounded when folded.
+
+How a value reaches the rows depends on the build (:mod:`schedobs._compiled`),
+because the cheapest way differs by a factor of ten between them:
+
+- **interpreted**, the M appends ``now - ready`` to a buffer (``record``).
   Binning each value on the spot cost ~3,700 CPU instructions per task (a
-  ``bisect`` over Python ints goes through generic rich comparisons, plus the
-  sum and min/max updates), a fifth of a trivial task's whole cost; the append
-  is ~650.  The fold bins the buffer with C loops: sort, one ``bisect_right``
-  per bucket bound, ``sum``, first and last element.
+  ``bisect`` over Python numbers goes through generic rich comparisons, plus
+  the sum and min/max updates), a fifth of a trivial task's whole cost; the
+  append is ~650.  The fold bins the buffer with C loops: sort, one
+  ``bisect_left`` per bucket, ``sum``, first and last element.
 - **compiled**, the M calls :meth:`LatencyRecorder.add`, which bins on the spot
-  in native code into a small batch (a binary search over the bounds, a count
-  below 256, so no integer object is made, and native sum/min/max): ~25 ns,
-  against ~100 ns for boxing, appending, sorting and bisecting the same value.
+  in native code into a small batch (the value's nearest nanosecond, a
+  table lookup by its bit length and a compare, a count below 256, so no
+  integer object is made, and native sum/min/max).
 
 The M folds every 61st scheduling round (a branch its loop already has, so at
 most 61 values wait), before it may go idle, and when it exits.  Values reach
@@ -24,28 +36,51 @@ the next read sees the rest.
 
 ::
 
-    M loop ──record[source](v)──► pending[source] ─┐
-           ──add(source, v)─────► batches[source] ─┴─fold() every 61 rounds──► rows[source]
-                                                          (buckets, sum, min, max)
+    M loop ──record[source](s)──► pending[source] ─┐
+           ──add(source, s)─────► batches[source] ─┴─fold() every 61 rounds──► rows[source]
+                                                          (buckets, sum, min, max in ns)
 """
 
 from __future__ import annotations
 
 import importlib.machinery
+import math
 import time
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Final
 
 from ._runqueue import FROM_GLOBAL, FROM_LOCAL
 
-__all__ = ["NATIVE", "LatencyRecorder"]
+__all__ = ["NATIVE", "LatencyRecorder", "seconds_clock"]
 
-_NO_MIN: Final = 1 << 62  # "no observation yet" for the min slot
+_NO_MIN: Final = 1 << 62  # "no observation yet" for a row's min slot
 
 #: Whether this module runs compiled, so that :meth:`LatencyRecorder.add` is the
 #: cheap path (a compiled module is loaded from an extension module's file).
 NATIVE: Final = __file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+def seconds_clock(clock: Callable[[], int]) -> Callable[[], float]:
+    """The runtime clock ``clock`` (nanoseconds) read in seconds, as tasks are stamped.
+
+    The default clock, ``time.perf_counter_ns``, becomes ``time.perf_counter``
+    (the same clock, read without an integer object); any other is divided
+    (an injected test clock keeps its exact nanoseconds: a difference of two
+    stamps rounds back to the difference of the two readings)."""
+    if clock is time.perf_counter_ns:
+        return time.perf_counter
+
+    def seconds() -> float:
+        return clock() / 1e9
+
+    return seconds
+
+
+def to_ns(seconds: float) -> int:
+    """``seconds`` to the nearest nanosecond (halves up)."""
+    return math.floor(seconds * 1e9 + 0.5)
+
 
 #: ``(latency_ns, time_ns, trace_id, span_id)``
 Exemplar = tuple[int, int, int, int]
@@ -64,6 +99,7 @@ class LatencyRecorder:
         "batch_global",
         "batch_local",
         "bounds",
+        "cuts",
         "exemplars",
         "first_bucket",
         "i_max",
@@ -79,39 +115,48 @@ class LatencyRecorder:
         n = len(bounds) + 1
         self.i_sum, self.i_min, self.i_max = n, n + 1, n + 2
         self.rows: list[list[int]] = [[0] * n + [0, _NO_MIN, 0], [0] * n + [0, _NO_MIN, 0]]
-        self.pending: list[list[int]] = [[], []]
-        #: ``record[source](latency_ns)``: the interpreted hot path's whole cost.
-        self.record: list[Callable[[int], None]] = [self.pending[0].append, self.pending[1].append]
+        #: Per bound, in seconds, the least value that no longer rounds to a
+        #: nanosecond within it: bucket ``i`` holds ``cuts[i-1] <= s < cuts[i]``.
+        self.cuts: list[float] = [(bound + 0.5) / 1e9 for bound in bounds]
+        self.pending: list[list[float]] = [[], []]
+        #: ``record[source](seconds)``: the interpreted hot path's whole cost.
+        self.record: list[Callable[[float], None]] = [
+            self.pending[0].append,
+            self.pending[1].append,
+        ]
         #: What :meth:`add` binned since the last fold, per source (two fields, not
         #: a list: compiled, a field is read directly).
         self.batch_global = _Batch(n)
         self.batch_local = _Batch(n)
-        #: Per bit length ``k`` of a positive value, the first bucket any value of
-        #: ``k`` bits can fall in (the number of bounds below ``2**(k-1)``).
+        #: Per bit length ``k`` of a positive value (ns), the first bucket any value
+        #: of ``k`` bits can fall in (the number of bounds below ``2**(k-1)``).
         self.first_bucket = [bisect_left(bounds, 1 << (k - 1)) if k else 0 for k in range(65)]
         #: Per source and bucket, the latest latency taken in a sampled trace:
         #: ``(latency_ns, time_ns, trace_id, span_id)`` (see ``exemplar``).
         self.exemplars: list[list[Exemplar | None]] = [[None] * n, [None] * n]
 
-    def add(self, source: int, latency_ns: int) -> None:
-        """Bin one value now (the compiled hot path; :data:`NATIVE`)."""
+    def add(self, source: int, latency: float) -> None:
+        """Bin one value, in seconds, now (the compiled hot path; :data:`NATIVE`)."""
         batch = self.batch_local if source else self.batch_global
+        ns = math.floor(latency * 1e9 + 0.5)  # native when compiled, as all below
         # The first bucket a value of this many bits can fall in, then up past
         # every bound below it: one step at most for bounds at least 2x apart,
-        # as the contract's are (native integer operations when compiled).
+        # as the contract's are.  (A binary search over float cuts costs more
+        # compiled: every probe unboxes a list item.)
         bounds = self.bounds
         last = len(bounds)
-        bits = latency_ns.bit_length()
-        bucket = self.first_bucket[bits] if latency_ns > 0 and bits <= 64 else 0
-        while bucket < last and latency_ns > bounds[bucket]:
+        bits = ns.bit_length()
+        bucket = self.first_bucket[bits] if ns > 0 and bits <= 64 else 0
+        while bucket < last and ns > bounds[bucket]:
             bucket += 1
-        batch.counts[bucket] += 1
+        counts = batch.counts
+        counts[bucket] = counts[bucket] + 1
         batch.values += 1
-        batch.total += latency_ns
-        if latency_ns < batch.low:
-            batch.low = latency_ns
-        if latency_ns > batch.high:
-            batch.high = latency_ns
+        batch.total += ns
+        if ns < batch.low:
+            batch.low = ns
+        if ns > batch.high:
+            batch.high = ns
 
     def exemplar(self, source: int, latency_ns: int, trace_id: int, span_id: int) -> None:
         """Keep ``latency_ns`` as its bucket's exemplar (the owning M only)."""
@@ -141,19 +186,19 @@ class LatencyRecorder:
         batch = sorted(pending)
         pending.clear()
         row = self.rows[source]
-        bounds = self.bounds
+        cuts = self.cuts
         total = len(batch)
-        # Bucket i counts bounds[i-1] < d <= bounds[i]: positions in the
-        # sorted batch, one bisect per bound, stopping once all are placed.
+        # Bucket i counts cuts[i-1] <= s < cuts[i]: positions in the sorted
+        # batch, one bisect per cut, stopping once all are placed.
         placed = 0
-        for i, bound in enumerate(bounds):
+        for i, cut in enumerate(cuts):
             if placed == total:
                 break
-            upto = bisect_right(batch, bound, placed)
+            upto = bisect_left(batch, cut, placed)
             row[i] += upto - placed
             placed = upto
-        row[len(bounds)] += total - placed  # beyond the last bound: the overflow bucket
-        self._merge(row, sum(batch), batch[0], batch[-1])
+        row[len(cuts)] += total - placed  # beyond the last bound: the overflow bucket
+        self._merge(row, to_ns(sum(batch)), to_ns(batch[0]), to_ns(batch[-1]))
 
     def _merge(self, row: list[int], total: int, low: int, high: int) -> None:
         row[self.i_sum] += total
@@ -168,7 +213,7 @@ class _Batch:
 
     The M folds at least every 61 values, so a count stays below 256, the
     integers CPython keeps made: incrementing one allocates nothing.  The other
-    fields are native integers when compiled.
+    fields are native integers (nanoseconds) when compiled.
     """
 
     __slots__ = ("counts", "high", "low", "total", "values")

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 from schedobs.contract import exemplars as _ex
 
 from ._drive import drive
-from ._latency import NATIVE, LatencyRecorder
+from ._latency import NATIVE, LatencyRecorder, to_ns
 from ._ops import GOSCHED, Blocking, Checkpoint, Park, Sleep, tls
 from ._runqueue import GLOBAL_CHECK_ROUNDS
 from ._sched import RESCAN, Rescan
@@ -165,7 +165,7 @@ class M:
         sched = self.sched
         latency = self.latency
         record = latency.record if latency is not None else []
-        now = sched.clock
+        now = sched.stamp  # seconds (see _latency): the start half of a task's latency
         fair: Task | Rescan | None = None
         found: Task | Rescan | None = None
         while True:
@@ -203,7 +203,7 @@ class M:
                             continue
                         g = found
             if latency is not None:  # instrumented: the only place latency is taken
-                lat = now() - g.ready_ns
+                lat = now() - g.ready
                 if _NATIVE_LATENCY:
                     latency.add(g.source, lat)  # a native call: latency's type is narrowed
                 else:
@@ -221,11 +221,12 @@ class M:
             self.latency.fold()  # before we may go idle
         return self.sched.acquire_p(self)
 
-    def _exemplar(self, g: Task, lat: int) -> None:
-        """Keep the trace ``g`` was submitted in as the exemplar of its latency, if sampled."""
+    def _exemplar(self, g: Task, lat: float) -> None:
+        """Keep the trace ``g`` was submitted in as the exemplar of its latency
+        (``lat`` seconds), if sampled."""
         ids = _ex.sampled_ids(g.ctx.get(_ex.context_var, None))  # type: ignore[union-attr, arg-type]
         if ids is not None:
-            self.latency.exemplar(g.source, lat, *ids)  # type: ignore[union-attr]
+            self.latency.exemplar(g.source, to_ns(lat), *ids)  # type: ignore[union-attr]
 
     def run(self, g: Task, clean: contextvars.Context) -> bool:
         """Run the plain callable ``g`` to completion: the one place one runs.  ``True``

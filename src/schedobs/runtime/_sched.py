@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Final
 from schedobs._shards import Shards
 
 from ._errors import RejectedError
+from ._latency import seconds_clock
 from ._monitor import Monitor
 from ._ops import tls
 from ._processor import P_IDLE, P_RUNNING, P_SYSCALL, P
@@ -130,6 +131,9 @@ class Scheduler:
         #: Nanoseconds, monotonic: every time stamp of the runtime (latency, timers,
         #: deadlines, system calls).  Injectable, as the seed, for deterministic tests.
         self.clock = clock
+        #: The same clock in seconds, read twice per instrumented task (see
+        #: :func:`._latency.seconds_clock`: a float costs less to make than an int).
+        self.stamp = seconds_clock(clock)
         #: Picks stealing victims (seeded: the same order every run).
         self.rng = random.Random(seed)
         # Lifecycle: closing (no new work from outside), finished (every accepted
@@ -238,9 +242,9 @@ class Scheduler:
         caller wakes an M where one may be needed (``wakep``).
         """
         g.state = _RUNNABLE
-        timed = self.timed  # ready_ns and source are read only when timed
+        timed = self.timed  # ready and source are read only when timed
         if timed:
-            g.ready_ns = self.clock()
+            g.ready = self.stamp()
         if p is not None:
             if next_in_line:
                 if timed:

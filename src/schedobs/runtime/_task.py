@@ -102,7 +102,7 @@ class Task:
         "it",
         "kwargs",
         "preempt",
-        "ready_ns",
+        "ready",
         "result_value",
         "resume",
         "source",
@@ -131,8 +131,9 @@ class Task:
     throw: BaseException | None
     result_value: Any
     exc: BaseException | None
-    #: The runtime's clock when the task last became runnable (instrumented runtimes).
-    ready_ns: int
+    #: The runtime's clock, in seconds, when the task last became runnable
+    #: (instrumented runtimes; see :func:`._latency.seconds_clock`).
+    ready: float
     #: The queue it waited in: 0 global, 1 local (schedule latency by queue).
     source: int
 
@@ -154,7 +155,7 @@ class Task:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
-        # result_value/exc are set when finished; ready_ns when queued (if timed).
+        # result_value/exc are set when finished; ready when queued (if timed).
         try:
             flags = fn.__code__.co_flags
         except AttributeError:
