@@ -12,7 +12,8 @@ two-digit object allocated, converted and freed each time.  Resolution is the
 double's: a latency is exact to the nanosecond while the clock reads less than
 about 25 days (``perf_counter`` counts from boot), within 2 ns at 100 days.
 Rows stay in integer nanoseconds: a value counts in the bucket its nearest
-nanosecond falls in; sums, minima and maxima are rounded when folded.
+nanosecond falls in (compiled, each value is rounded as it is binned;
+interpreted, a fold rounds its batch's sum, minimum and maximum once).
 
 How a value reaches the rows depends on the build (:mod:`schedobs._compiled`),
 because the cheapest way differs by a factor of ten between them:
