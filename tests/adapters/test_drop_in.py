@@ -12,7 +12,6 @@ import asyncio
 import contextvars
 import sys
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -349,15 +348,16 @@ def test_an_exception_from_a_timed_handle_is_reported_as_asyncio_reports_it(
     def stop() -> None:
         raise KeyboardInterrupt
 
-    created = deque([0.0, 0.0])
-    handle_class = _timed_handle_class(created.popleft, latency.observe, batch)
+    handle_class = _timed_handle_class(latency.observe, batch)
     try:
         asyncio.Handle(boom, (), loop, contextvars.copy_context())._run()
         timed = asyncio.Handle(boom, (), loop, contextvars.copy_context())
         timed.__class__ = handle_class
+        timed._args = 0.0  # type: ignore[attr-defined]  # the creation time, as queued
         timed._run()
         interrupted = asyncio.Handle(stop, (), loop, contextvars.copy_context())
         interrupted.__class__ = handle_class
+        interrupted._args = 0.0  # type: ignore[attr-defined]
         with pytest.raises(KeyboardInterrupt):  # not reported: it stops the loop, as asyncio's
             interrupted._run()
     finally:
@@ -370,25 +370,84 @@ def test_an_exception_from_a_timed_handle_is_reported_as_asyncio_reports_it(
     assert _value(registry, "scheduler.schedule.latency").count == 2  # both were timed
 
 
-def test_a_timed_handle_passes_its_arguments_on_if_it_has_any(registry: Registry) -> None:
-    """A task's first step takes none (so the timed handle calls it without unpacking any);
-    a handle with arguments, were one ever timed, still gets them."""
-    from schedobs.adapters._asyncio import _timed_handle_class
+def test_a_timed_task_s_step_sees_asyncio_s_arguments(registry: Registry) -> None:
+    """While queued, a timed first step carries its task's creation time where asyncio
+    keeps the step's (empty) arguments; by the time the step runs they are asyncio's."""
+    seen: list[object] = []
 
-    latency = SchedulerMetrics.shared("api", kind="asyncio", registry=registry).latency(
-        queue="ready"
-    )
-    batch = latency.batch()
-    handle_class = _timed_handle_class(deque([0.0, 0.0]).popleft, latency.observe, batch)
-    loop = asyncio.new_event_loop()
-    calls: list[tuple[object, ...]] = []
-    try:
-        for args in ((), (1, "two")):
-            handle = asyncio.Handle(lambda *a: calls.append(a), args, loop, contextvars.Context())
-            handle.__class__ = handle_class
-            handle._run()
-    finally:
-        loop.close()
-    assert calls == [(), (1, "two")]
-    batch.flush()
-    assert _value(registry, "scheduler.schedule.latency").count == 2
+    async def first_step() -> None:
+        loop = asyncio.get_running_loop()
+        seen.append(loop._current_handle._args)  # type: ignore[attr-defined]  # debug mode's
+
+    async def main() -> None:
+        instrumentation = AsyncioInstrumentation(name="api", registry=registry, task_timing=True)
+        instrumentation.install()
+        await asyncio.create_task(first_step())
+        instrumentation.uninstall()
+
+    asyncio.run(main(), debug=True)
+    assert seen == [()]
+    assert _latency_count(registry) == 1
+
+
+def test_a_cancelled_first_step_does_not_shift_the_next_task_s_wait(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each timed task's wait is its own, whatever happens to the handles queued before
+    it: a cancelled one (it never runs) takes no other task's creation time with it."""
+    from schedobs.adapters import _asyncio
+
+    clock = [0.0]
+    monkeypatch.setattr(_asyncio, "_now", lambda: clock[0])
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        instrumentation = AsyncioInstrumentation(name="api", registry=registry, task_timing=True)
+        instrumentation.install()
+        clock[0] = 1.0
+        delayed = loop.create_task(asyncio.sleep(0))
+        handle = loop._ready[-1]  # type: ignore[attr-defined]
+        step = handle._callback
+        handle.cancel()  # this first step never runs; the task starts from a plain handle
+        clock[0] = 2.0
+        kept = loop.create_task(asyncio.sleep(0))
+        clock[0] = 2.5
+        await kept
+        loop.call_soon(step)
+        await delayed
+        instrumentation.uninstall()
+
+    asyncio.run(main())
+    point = _value(registry, "scheduler.schedule.latency", **{"scheduler.name": "api"})
+    assert point.count == 1
+    assert point.sum == pytest.approx(500.0)  # ms: created at 2.0, started at 2.5
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the create_task stand-in is 3.11's")
+@pytest.mark.parametrize("args", [(), ("kept",)])
+def test_a_handle_queued_during_a_task_s_construction_runs_as_queued(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    """Something queued between the task's first step and the timing of it (a finalizer
+    that a garbage collection runs inside the task's constructor) keeps its arguments,
+    and the task is timed once all the same."""
+    from schedobs.adapters import _asyncio
+
+    calls: list[tuple[str, ...]] = []
+
+    def construct(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, **kwargs)
+        kwargs["loop"].call_soon(lambda *a: calls.append(a), *args)  # the finalizer's
+        return task
+
+    monkeypatch.setattr(_asyncio, "_Task", construct)
+
+    async def main() -> None:
+        instrumentation = AsyncioInstrumentation(name="api", registry=registry, task_timing=True)
+        instrumentation.install()
+        await asyncio.create_task(asyncio.sleep(0))
+        instrumentation.uninstall()
+
+    asyncio.run(main())
+    assert calls == [args]
+    assert _latency_count(registry) == 1

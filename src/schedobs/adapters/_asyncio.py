@@ -62,6 +62,8 @@ _LOOP_CREATE_TASK = asyncio.BaseEventLoop.create_task
 _Task = asyncio.Task
 _Handle = asyncio.Handle
 _THIS_FILE = __file__
+# How far from the end of the ready queue a new task's first step is looked for.
+_STEP_SEARCH = 8
 
 
 class AsyncioInstrumentation:
@@ -225,19 +227,22 @@ class _TaskTimer:
     constructor has just put at the end of the loop's ready queue.  The timer
     changes that one handle's class to :attr:`handle_class`, a subclass with no
     fields of its own whose ``_run`` records the wait and then does exactly what
-    ``Handle._run`` does.  Nothing else about the handle changes (its callback,
-    context, ``repr`` and cancellation are asyncio's), and no Python frame is
-    added to the step: a callback of ours in front of the task's step cost twice
-    as much (two frames and a queue of steps, about 0.35 µs a task against
-    0.18 µs; ``benchmarks/bench_adapters.py``).
+    ``Handle._run`` does.  Nothing else about the handle changes that anyone
+    sees (its callback, context, ``repr`` and cancellation are asyncio's), and
+    no Python frame is added to the step: a callback of ours in front of the
+    task's step cost twice as much (two frames and a queue of steps, about
+    0.35 µs a task against 0.18 µs; ``benchmarks/bench_adapters.py``).
 
-    The handle finds its creation time in a FIFO queue rather than in a field or
-    a tuple per task: the loop runs its ready queue first in, first out and never
-    drops a task's first step (only ``close()`` clears the queue, and the
-    instrumentation goes with the loop), so the n-th timed handle to run is the
-    n-th task timed.  A tuple per task (an object the garbage collector tracks)
-    cost 20 % of a trivial task's create-and-gather with 100k tasks alive, the
-    collector's passes included; floats in a deque cost it nothing.
+    The handle carries its task's creation time in its own ``_args`` slot.  A
+    task's step takes no arguments, so that slot always holds the empty tuple;
+    while the handle is queued it holds the creation time instead, and ``_run``
+    puts the empty tuple back before anything else can run (``repr`` shows
+    asyncio's meanwhile).  The alternatives cost more: a tuple per task (an
+    object the garbage collector tracks) 20 % of a trivial task's
+    create-and-gather with 100k tasks alive; a queue of creation times beside
+    the ready queue, read first in first out, ~700 instructions a task more
+    than the slot (two calls, and the collector's passes over the queue), and
+    it would go out of step if a queued handle were ever cancelled.
 
     The wait goes into ``batch`` (an append; binned ``batch.size`` at a time)
     unless exemplars are on and the task runs in an OpenTelemetry context: then
@@ -256,10 +261,8 @@ class _TaskTimer:
         #: The loop's ready queue (``None``: a loop without one; tasks go untimed).
         self.ready = ready
         self.previous = previous
-        #: The creation times of timed tasks whose first step has not run yet, in order.
-        self.created: deque[float] = deque()
         #: What a timed task's first handle becomes.
-        self.handle_class = _timed_handle_class(self.created.popleft, observe, batch)
+        self.handle_class = _timed_handle_class(observe, batch)
         #: Stands in for the loop's own ``create_task`` (Python 3.11, no factory).
         self.create_task = self._make_create_task(loop)
 
@@ -277,33 +280,37 @@ class _TaskTimer:
         return task
 
     def time_first_step(self, task: asyncio.Future[Any], created: float) -> None:
-        """Time ``task``'s first step, if the handle the loop has just queued last is it
-        (a factory may have made something else, or nothing the loop runs; a loop
-        may queue handles of its own kind, which stay untimed)."""
+        """Time ``task``'s first step, which the loop has just queued: the last handle,
+        or one of the last few if something else was queued after it (a finalizer run
+        by a garbage collection during the task's construction, say).  A factory may
+        have made something else, or nothing the loop runs, and a loop may queue
+        handles of its own kind: those stay untimed."""
         ready = self.ready
-        if ready:
-            handle: Any = ready[-1]
-            step = handle._callback
-            if (
-                type(handle) is _Handle
-                and getattr(step, "__self__", None) is task
-                and not handle._args
-            ):
+        if not ready:
+            return
+        for index in range(-1, -1 - min(len(ready), _STEP_SEARCH), -1):
+            handle: Any = ready[index]
+            step, args = handle._callback, handle._args
+            if type(handle) is _Handle and getattr(step, "__self__", None) is task and not args:
                 handle.__class__ = self.handle_class
-                self.created.append(created)
+                handle._args = created  # type: ignore[assignment]  # until it runs (see the class)
+                return
 
     def _make_create_task(self, loop: Any) -> Callable[..., asyncio.Task[Any]]:
         """``BaseEventLoop.create_task`` of Python 3.11, which also times the task.
 
         Spelled out because it runs for every task: ``asyncio.Task``'s constructor
-        queues exactly one handle, its first step, at the end of ``ready`` (no check
-        needed that the last handle is the task's own).  A task factory set on the
-        loop later, debug mode's bookkeeping and a closed loop's error are left to
-        the loop's own method, and the task it makes is timed after.
+        queues one handle, its first step, at the end of ``ready``.  Only a finalizer
+        run by a garbage collection inside the constructor could queue another after
+        it; one with arguments (the step has none, and they must not be overwritten)
+        sends the task to :meth:`time_first_step`'s search, one without is timed in
+        the step's place (the count stays exact, and the callback runs as queued).
+        A task factory set on the loop later, debug mode's bookkeeping and a closed
+        loop's error are left to the loop's own method, and the task it makes is
+        timed after.
         """
         original = loop.create_task
         ready = self.ready
-        push_created = self.created.append
         handle_class, time_first_step = self.handle_class, self.time_first_step
 
         def create_task(
@@ -321,22 +328,28 @@ class _TaskTimer:
                 time_first_step(made, created)
                 return made
             task: asyncio.Task[Any] = _Task(coro, loop=loop, name=name, context=context)  # type: ignore[call-arg,unused-ignore]  # 3.11+
-            ready[-1].__class__ = handle_class  # type: ignore[index]  # not None where used
-            push_created(created)
+            handle = ready[-1]  # type: ignore[index]  # not None where used
+            if handle._args:  # not the step, which has none: found by the general check
+                time_first_step(task, created)
+            else:
+                handle.__class__ = handle_class
+                handle._args = created  # until it runs (see _TaskTimer)
             return task
 
         return create_task
 
 
 def _timed_handle_class(
-    next_created: Callable[[], float], observe: Callable[[float], None], batch: LatencyBatch
+    observe: Callable[[float], None], batch: LatencyBatch
 ) -> type[asyncio.Handle]:
     """A subclass of :class:`asyncio.Handle` (named ``Handle``, so that ``repr`` is
     asyncio's) whose ``_run`` records the wait of the task it starts.
 
-    ``_run`` is asyncio's own (the same in CPython 3.10 to 3.13) with the
-    recording in front; it is written out rather than calling the base class's,
-    because that call alone was half of the timing's cost.
+    Its instances are tasks' first steps, whose ``_args`` holds the task's creation
+    time while they are queued (see :class:`_TaskTimer`).  ``_run`` is asyncio's own
+    (the same in CPython 3.10 to 3.13) with the recording in front; it is written
+    out rather than calling the base class's, because that call alone was half of
+    the timing's cost.
     """
     pending, size, flush = batch.pending, batch.size, batch.flush
 
@@ -344,7 +357,8 @@ def _timed_handle_class(
         __slots__ = ()
 
         def _run(self) -> None:
-            waited = _now() - next_created()
+            waited = _now() - self._args  # type: ignore[operator]  # the creation time (see _TaskTimer)
+            self._args = ()  # asyncio's value again, before anything else runs
             var = _exemplars.context_var
             if var is not None and self._context.get(var):  # type: ignore[attr-defined]
                 self._context.run(observe, waited * 1000.0)  # type: ignore[attr-defined]
@@ -353,19 +367,26 @@ def _timed_handle_class(
                 if len(pending) >= size:
                     flush()
             try:
-                # A task's step takes no arguments; called without unpacking them,
+                # A task's step takes no arguments: called without unpacking any,
                 # Context.run is a vectorcall, not a call through a new tuple
                 # (~0.1-0.2 us, more than half of what timing the task costs).
-                if self._args:
-                    self._context.run(self._callback, *self._args)  # type: ignore[attr-defined]
-                else:
-                    self._context.run(self._callback)  # type: ignore[attr-defined]
+                self._context.run(self._callback)  # type: ignore[attr-defined]
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
                 _report(self, exc)
                 # As asyncio does: a traceback the handler keeps must not keep the handle.
                 del self
+
+        def _repr_info(self) -> list[str]:
+            created = self._args
+            if isinstance(created, float):  # queued: show the empty tuple it stands for
+                self._args = ()
+                try:
+                    return super()._repr_info()  # type: ignore[misc,no-any-return]
+                finally:
+                    self._args = created
+            return super()._repr_info()  # type: ignore[misc,no-any-return]
 
     return Handle
 

@@ -194,19 +194,24 @@ class LatencyHistogram:
         row[_SUM] += total * 1000.0
         n = len(secs)
         below = 0
-        # observe() puts v in the first bucket whose bound is >= v * 1000: bucket i holds
-        # the values up to bounds[i] less those up to bounds[i - 1]. The split is found
-        # in seconds (no product per value) and then moved, rarely, past any value whose
-        # product rounds to the other side of the bound.
-        for i, (bound, bound_s) in enumerate(_BOUND_PAIRS):
+        # Only the buckets that get values are visited (latencies crowd into a few): the
+        # least value not yet counted goes where observe() puts it, the first bound
+        # >= v * 1000, and that bucket's values end at the bound's split, found in
+        # seconds (no product per value) and then moved, rarely, past any value whose
+        # product rounds to the other side of the bound (v * 1000 is monotonic in v).
+        while below < n:
+            bucket = bisect_left(_BOUNDS, secs[below] * 1000.0)
+            if bucket == _NBUCKETS - 1:  # past the last bound: the rest
+                row[bucket] += n - below
+                break
+            bound, bound_s = _BOUND_PAIRS[bucket]
             upto = bisect_right(secs, bound_s, below)
             while upto < n and secs[upto] * 1000.0 <= bound:
                 upto += 1
             while upto > below and secs[upto - 1] * 1000.0 > bound:
                 upto -= 1
-            row[i] += upto - below
+            row[bucket] += upto - below
             below = upto
-        row[_NBUCKETS - 1] += n - below
         low, high = secs[0] * 1000.0, secs[-1] * 1000.0
         if low < row[_MIN]:
             row[_MIN] = low
