@@ -139,7 +139,11 @@ class LatencyRecorder:
     def add(self, source: int, latency: float) -> None:
         """Bin one value, in seconds, now (the compiled hot path; :data:`NATIVE`)."""
         batch = self.batch_local if source else self.batch_global
-        ns = math.floor(latency * 1e9 + 0.5)  # native when compiled, as all below
+        # The nearest nanosecond, halves up: int() truncates, which is the floor of a
+        # value >= 0 and one conversion compiled (math.floor is a call and a check
+        # more); a clock that ran backwards still gets its floor.
+        half_up = latency * 1e9 + 0.5
+        ns = int(half_up) if half_up >= 0.0 else math.floor(half_up)  # native compiled
         # The first bucket a value of this many bits can fall in, then up past
         # every bound below it: one step at most for bounds at least 2x apart,
         # as the contract's are.  (A binary search over float cuts costs more
