@@ -79,8 +79,14 @@ def seconds_clock(clock: Callable[[], int]) -> Callable[[], float]:
 
 
 def to_ns(seconds: float) -> int:
-    """``seconds`` to the nearest nanosecond (halves up)."""
-    return math.floor(seconds * 1e9 + 0.5)
+    """``seconds`` to the nearest nanosecond (halves up).
+
+    Per value on the compiled hot path (:meth:`LatencyRecorder.add`): ``int()``
+    truncates, which is the floor of a value >= 0 in one native conversion
+    (``math.floor`` is a call and a check more); a clock that ran backwards
+    still gets its floor."""
+    half_up = seconds * 1e9 + 0.5
+    return int(half_up) if half_up >= 0.0 else math.floor(half_up)
 
 
 #: ``(latency_ns, time_ns, trace_id, span_id)``
@@ -139,11 +145,7 @@ class LatencyRecorder:
     def add(self, source: int, latency: float) -> None:
         """Bin one value, in seconds, now (the compiled hot path; :data:`NATIVE`)."""
         batch = self.batch_local if source else self.batch_global
-        # The nearest nanosecond, halves up: int() truncates, which is the floor of a
-        # value >= 0 and one conversion compiled (math.floor is a call and a check
-        # more); a clock that ran backwards still gets its floor.
-        half_up = latency * 1e9 + 0.5
-        ns = int(half_up) if half_up >= 0.0 else math.floor(half_up)  # native compiled
+        ns = to_ns(latency)  # a native call compiled
         # The first bucket a value of this many bits can fall in, then up past
         # every bound below it: one step at most for bounds at least 2x apart,
         # as the contract's are.  (A binary search over float cuts costs more
