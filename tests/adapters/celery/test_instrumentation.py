@@ -229,3 +229,58 @@ def test_a_bad_record_does_not_stop_the_relay(caplog: pytest.LogCaptureFixture) 
         relay.close()
     assert received == [("fine",)]
     assert len([r for r in caplog.records if "pool child" in r.getMessage()]) == 2
+
+
+class _StallingClock:
+    """The wall clock, but the reader is "preempted" for 2 ms inside chosen readings:
+    what a busy 2-core worker does to a process between two clock reads."""
+
+    def __init__(self) -> None:
+        self.stall_next = 0
+
+    def __call__(self) -> int:
+        if self.stall_next > 0:
+            self.stall_next -= 1
+            time.sleep(0.002)
+        return time.time_ns()
+
+
+def test_the_split_adds_up_when_the_worker_is_preempted_between_clock_readings(
+    app: Celery,
+) -> None:
+    """broker + reserved = latency for every task, however the worker's readings of its
+    two clocks (wall, monotonic) at receipt and at start are torn apart by the scheduler."""
+    from types import SimpleNamespace
+
+    timings: list[Any] = []
+    published: list[int] = []
+    wall = _StallingClock()
+    inst = CeleryInstrumentation(app, registry=Registry(), name="torn", on_timing=timings.append,
+                                 clock_ns=wall).install()  # fmt: skip
+    try:
+        for stall_at_receipt, stall_at_start in ((0, 0), (1, 0), (0, 1), (1, 1), (0, 2)):
+            headers: dict[str, Any] = {}
+            signals.before_task_publish.send(sender="t", headers=headers, body=None)
+            published.append(headers["schedobs"][0])
+            request = SimpleNamespace(request_dict={}, delivery_info={"routing_key": "torn"})
+            wall.stall_next = stall_at_receipt
+            signals.task_received.send(sender=None, request=request)
+            time.sleep(0.003)  # reserved in the worker
+            task_request = SimpleNamespace(delivery_info={"routing_key": "torn"},
+                                           **headers, **request.request_dict)  # fmt: skip
+            wall.stall_next = stall_at_start
+            signals.task_prerun.send(sender=None, task_id=f"t{len(timings)}",
+                                     task=SimpleNamespace(request=task_request))  # fmt: skip
+    finally:
+        inst.uninstall()
+    assert len(timings) == 5
+    wall_minus_monotonic = time.time_ns() - time.monotonic_ns()
+    for timing, publish_ns in zip(timings, published, strict=True):
+        assert timing.reserved_ms >= 3.0
+        # One host, no clock estimate: the two parts and the whole are all local
+        # differences; no rate correction here, so they add up exactly.
+        assert timing.broker_ms + timing.reserved_ms == pytest.approx(timing.latency_ms, abs=1e-6)
+        # The start's two readings describe one instant: a preempted pair is read again.
+        start_ns = publish_ns + round(timing.latency_ms * 1e6)
+        paired = start_ns - timing.start_monotonic_ns
+        assert abs(paired - wall_minus_monotonic) < 200_000, (paired - wall_minus_monotonic) / 1e6

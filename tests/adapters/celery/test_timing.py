@@ -56,10 +56,10 @@ def test_both_corrections_cancel_both_skews() -> None:
 def test_eta_tasks_count_from_their_eta_and_the_split_follows() -> None:
     t0 = 1_700_000_000 * 10**9
     stamp = PublishStamp(t0, 0, 1_000, eta_ns=t0 + 2_000 * MS, eta_sigma_ns=4_000)
-    received = (t0 + 1 * MS, 10 * MS)
-    # Started 3 ms after its ETA on the worker's clock (monotonic 10 ms + 2002 ms).
+    # Received 1 ms after publish (monotonic 10 ms), started 3 ms after its ETA on
+    # the worker's clock (monotonic 10 ms + 2002 ms).
     start = Reading(t0 + 2_003 * MS, 0, 1_000)
-    timing = measure("t", "q", stamp, start, 2_012 * MS, received)
+    timing = measure("t", "q", stamp, start, 2_012 * MS, 10 * MS)
     assert timing.latency_ms == pytest.approx(3.0)
     assert timing.broker_ms == pytest.approx(1.0)
     assert timing.reserved_ms == pytest.approx(3.0)  # from the ETA, not from receipt
@@ -79,8 +79,7 @@ def test_a_worker_that_fires_an_eta_task_early_reports_a_negative_latency() -> N
 def test_reserved_time_comes_from_the_workers_monotonic_clock() -> None:
     t0 = 1_700_000_000 * 10**9
     stamp = PublishStamp(t0, 0, 1_000)
-    received = (t0 + 2 * MS, 100 * MS)
-    timing = measure("t", "q", stamp, Reading(t0 + 9 * MS, 0, 1_000), 107 * MS, received)
+    timing = measure("t", "q", stamp, Reading(t0 + 9 * MS, 0, 1_000), 107 * MS, 100 * MS)
     assert timing.broker_ms == pytest.approx(2.0)
     assert timing.reserved_ms == pytest.approx(7.0)
     assert timing.broker_ms is not None and timing.reserved_ms is not None
@@ -153,8 +152,25 @@ def test_the_receipt_is_corrected_along_the_starts_line() -> None:
     t0 = 1_700_000_000 * 10**9
     stamp = PublishStamp(t0, 0, 1_000)
     start = Reading(t0 + 260 * MS, -120 * MS, 9_000, freq_ppm=40.0)
-    received = (t0 + 10 * MS, 0)
-    timing = measure("t", "q", stamp, start, 250 * MS, received)
-    # received, corrected: raw + offset + 40 ppm × (−250 ms) = raw − 120 ms − 10 µs
+    timing = measure("t", "q", stamp, start, 250 * MS, 0)
+    # received at raw t0 + 10 ms, corrected along the start's line:
+    # raw + offset + 40 ppm × (−250 ms) = raw − 120 ms − 10 µs
     assert timing.broker_ms == pytest.approx(10.0 - 120.0 - 0.010)
     assert timing.reserved_ms == pytest.approx(250.0)  # the monotonic clock: no correction
+    # The split adds up to the latency, but for the rate over the reserved time.
+    assert timing.broker_ms is not None and timing.reserved_ms is not None
+    assert timing.broker_ms + timing.reserved_ms == pytest.approx(
+        timing.latency_ms - 0.010, abs=1e-6
+    )
+
+
+def test_a_wall_clock_step_between_receipt_and_start_stays_out_of_the_split() -> None:
+    # Published at t0, received 2 ms later; then the worker's wall clock is stepped
+    # 50 ms ahead, and its estimator, which saw the step, corrects it back at the start.
+    t0 = 1_700_000_000 * 10**9
+    stamp = PublishStamp(t0, 0, 1_000)
+    start = Reading(t0 + 9 * MS + 50 * MS, -50 * MS, 1_000)
+    timing = measure("t", "q", stamp, start, 107 * MS, 100 * MS)
+    assert timing.latency_ms == pytest.approx(9.0)
+    assert timing.broker_ms == pytest.approx(2.0)
+    assert timing.reserved_ms == pytest.approx(7.0)

@@ -5,12 +5,13 @@ the worker's main process, ``C`` where the task runs: a prefork pool child)::
 
     P  before_task_publish  stamp the message: corrected publish time, its σ,
                             the ETA corrected by the producer's clock
-    W  task_received        note when (wall and monotonic clocks) in the task's
+    W  task_received        note when (the monotonic clock) in the task's
                             request, which travels to the child with the task
     C  task_prerun          start; with W's clock line (shared memory) compute
                             latency = start − max(publish, ETA) (two clocks),
-                            broker wait = received − publish (two clocks),
-                            reserved wait = start − received (one clock)
+                            reserved wait = start − received (one clock),
+                            broker wait = received − publish, the receipt placed
+                            back from the start (so the two add up)
                             ──relay──► W records them, with the trace ids
     C  task_retry           ──relay──► W counts a retry
     W  task_rejected, task_unknown, task_revoked    rejections, by reason
@@ -74,6 +75,11 @@ RECEIVED = "schedobs_received"
 #: Distinct raw queue names whose series handles are cached; past the cap they
 #: all fold into ``_OTHER`` anyway, so more entries would only cost memory.
 _MAX_CACHED_QUEUES = 256
+#: A wall reading bracketed by monotonic ones this close pairs with their middle
+#: to within half of it (an unpreempted bracket is ~0.1-0.3 µs) ...
+_PAIR_TIGHT_NS = 20_000
+#: ... and a wider one, preempted, is read again up to this many times in all.
+_PAIR_TRIES = 3
 _SAMPLED = 0x01
 
 
@@ -291,8 +297,10 @@ class CeleryInstrumentation:
         if request is None:
             return
         # The main process only notes the time (it is the worker's bottleneck); the
-        # note travels with the task to where it starts.
-        request.request_dict[RECEIVED] = list(self._now())
+        # note travels with the task to where it starts.  The monotonic clock alone:
+        # the start's wall reading places it (see measure()), so a thread preempted
+        # here cannot tear a wall/monotonic pair apart.
+        request.request_dict[RECEIVED] = time.monotonic_ns()
 
     def _on_rejected(self, message: Any = None, **_: Any) -> None:
         self._reject("invalid_message", getattr(message, "delivery_info", None))
@@ -330,7 +338,7 @@ class CeleryInstrumentation:
         stamp = PublishStamp.decode(getattr(request, HEADER, None))
         received = _received(getattr(request, RECEIVED, None))
         if stamp is None:
-            reserved = None if received is None else (monotonic - received[1]) / 1e6
+            reserved = None if received is None else (monotonic - received) / 1e6
             self._deliver(("unstamped", queue, reserved))
             return
         timing = measure(task_id, queue, stamp, self._correct(start), monotonic, received)
@@ -416,13 +424,22 @@ class CeleryInstrumentation:
         """The wall clock and the monotonic clock at one instant.
 
         The wall reading is bracketed by two monotonic ones and paired with their
-        middle: a thread preempted between two plain readings would pair them
-        with its time slice in between (the reserved wait is monotonic, the
-        latency wall-clock; they must describe the same instant).
+        middle.  A thread preempted inside the bracket would pair them with up to
+        half its time slice between them (the latency is wall-clock, the reserved
+        wait and ``start_monotonic_ns`` monotonic; they must describe the same
+        instant), so a wide bracket is read again, a few times at most, and the
+        narrowest one kept.
         """
-        before = time.monotonic_ns()
-        wall = self._clock_ns()
-        return wall, (before + time.monotonic_ns()) // 2
+        best_width = best_wall = best_mid = -1
+        for _ in range(_PAIR_TRIES):
+            before = time.monotonic_ns()
+            wall = self._clock_ns()
+            width = time.monotonic_ns() - before
+            if width <= _PAIR_TIGHT_NS:
+                return wall, before + width // 2
+            if best_width < 0 or width < best_width:
+                best_width, best_wall, best_mid = width, wall, before + width // 2
+        return best_wall, best_mid
 
     def _series(self, queue: str) -> _QueueSeries:
         series = self._queues.get(queue)
@@ -492,11 +509,9 @@ def _queue_of(delivery_info: Mapping[str, Any] | None) -> str:
     return key if isinstance(key, str) and key else OTHER
 
 
-def _received(value: object) -> tuple[int, int] | None:
-    """The main process's note of when a message arrived, if it is one."""
-    if type(value) is list and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
-        return value[0], value[1]
-    return None
+def _received(value: object) -> int | None:
+    """The main process's note of when a message arrived (monotonic ns), if it is one."""
+    return value if type(value) is int and value > 0 else None
 
 
 def _eta_ns(value: object) -> int | None:

@@ -204,14 +204,17 @@ def measure(
     stamp: PublishStamp,
     start: Reading,
     start_monotonic_ns: int,
-    received: tuple[int, int] | None = None,
+    received_monotonic_ns: int | None = None,
 ) -> TaskTiming:
     """The timing of a task published with ``stamp`` and started at ``start``.
 
-    ``received``: ``(wall ns, monotonic ns)`` on the worker when the message
-    arrived, for the split into time in the broker and time reserved; the wall
-    reading is corrected along ``start``'s line (they are moments apart on the
-    same clock).
+    ``received_monotonic_ns``: the worker's monotonic clock when the message
+    arrived, for the split into time in the broker and time reserved.  The
+    receipt is placed on the corrected timeline from the start, back by the
+    monotonic interval along ``start``'s line; so the split adds up to the
+    latency (to within the correction's rate, ppm of the reserved time) however
+    the worker's readings at receipt were timed, and a wall-clock step between
+    receipt and start does not leak into it.
 
     Once per task where the task starts: written for few bytecodes (no helper
     objects, no properties) — in a busy Celery pool child each one costs.
@@ -235,15 +238,13 @@ def measure(
             "negative" if latency < 0 else "within_uncertainty" if latency < uncertainty else None
         )
     broker = reserved = None
-    if received is not None:
-        got_raw, got_monotonic = received
-        got = got_raw + offset + round(freq * (got_raw - raw) / 1e6)
+    if received_monotonic_ns is not None:
+        held = start_monotonic_ns - received_monotonic_ns
+        got = start_ns - held - round(freq * held / 1e6)
         broker = (got - published) / _NS_PER_MS
-        if eta is None or eta <= got:
-            # One host, one clock: the monotonic difference is exact.
-            reserved = (start_monotonic_ns - got_monotonic) / _NS_PER_MS
-        else:  # held on the worker until its ETA: the wait counts from then
-            reserved = (start_ns - eta) / _NS_PER_MS
+        # One host, one clock: the monotonic difference is exact; a task held on
+        # the worker until its ETA waits from then.
+        reserved = (held if eta is None or eta <= got else start_ns - eta) / _NS_PER_MS
     return TaskTiming(
         task_id,
         queue,
