@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import statistics
 
 import pytest
 
@@ -105,6 +106,38 @@ def test_symmetric_routes_learn_nothing_and_few_loops_learn_nothing() -> None:
     assert learn_path_asymmetry(triangle) is None  # one loop, fewer than min_loops
     fit = learn_path_asymmetry(triangle, min_loops=1)
     assert fit is not None and fit.path_asymmetry == 0.0 and fit.loops == 1  # it closes
+
+
+def _noisy_mesh(p: float, seed: int, noise: float) -> list[Edge]:
+    """36 hosts, a third of their pairs measured, each edge off by route asymmetry
+    (one sigma ``p × round_trip / 2``) and by noise its estimator measured itself."""
+    rng = random.Random(seed)
+    x = {h: rng.uniform(-5e6, 5e6) for h in range(36)}
+    edges = []
+    for a in range(36):
+        for b in range(a + 1, 36):
+            if rng.random() < 0.3:
+                rtt = rng.uniform(1e6, 2e6)
+                offset = x[a] - x[b] + rng.gauss(0.0, p * rtt / 2) + rng.gauss(0.0, noise)
+                edges.append(Edge(a, b, offset, noise, round_trip_ns=rtt, measured_ns=noise))
+    return edges
+
+
+def test_the_upper_bound_holds_the_routes_asymmetry_where_the_fit_cannot_see_it() -> None:
+    # A young mesh: each edge's own noise (80 µs) is several times the routes'
+    # asymmetry (0.03 × 750 µs ≈ 22 µs), so the fit is often 0, and 0 set on the
+    # estimators would leave the asymmetry out of their σ.
+    fits = [learn_path_asymmetry(_noisy_mesh(0.03, seed, 80_000)) for seed in range(60)]
+    young = [f for f in fits if f is not None]
+    assert len(young) == 60
+    assert sum(f.path_asymmetry < 0.03 / 2 for f in young) >= 10
+    assert sum(f.upper >= 0.03 for f in young) >= 0.9 * len(young)
+    # With quiet edges it comes down to the fit, which is then close to the truth.
+    fits = [learn_path_asymmetry(_noisy_mesh(0.03, seed, 1_000)) for seed in range(60)]
+    settled = [f for f in fits if f is not None]
+    assert sum(f.upper >= 0.03 for f in settled) >= 0.85 * len(settled)
+    assert all(f.path_asymmetry <= f.upper <= 1.5 * max(f.path_asymmetry, 0.02) for f in settled)
+    assert statistics.median(f.upper for f in settled) < 0.04
 
 
 def test_an_edge_of_an_estimate_carries_what_learning_needs() -> None:

@@ -190,6 +190,12 @@ class AsymmetryFit:
     path_asymmetry: float
     #: Triangles of edges it was learnt from.
     loops: int
+    #: The fit plus two of its standard errors (in ``path_asymmetry``'s unit): what to
+    #: set on the hosts' estimators.  Where the loops are few or the edges' own
+    #: measured parts dominate them (a young mesh), the point fit is noisy and often
+    #: 0; this bound stays above the routes' asymmetry there, and comes down to the
+    #: fit as the mesh's data grow.
+    upper: float
 
 
 def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> AsymmetryFit | None:
@@ -206,6 +212,11 @@ def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> Asymme
     offset, so no mesh can learn it: ``host_asymmetry_ns`` stays a prior.  Edges need
     ``round_trip_ns`` (``Edge.of(a, b, estimate)`` takes it); one edge per pair of
     hosts is used (the first given).
+
+    ``upper`` adds two standard errors of the fit: a Gaussian closure of variance
+    ``v`` has ``Var(closure²) = 2v²``, and since triangles share edges the sum is
+    scaled by how many times the triangles outnumber the mesh's independent loops
+    (its cycle rank).
     """
     pairs: dict[frozenset[Hashable], Edge] = {}
     neighbours: dict[Hashable, set[Hashable]] = {}
@@ -221,20 +232,50 @@ def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> Asymme
     order = {h: i for i, h in enumerate(neighbours)}
     excess = spread = 0.0
     loops = 0
+    terms: list[tuple[float, float]] = []
     for e in pairs.values():
         u, v = e.a, e.b
         for w in neighbours[u] & neighbours[v]:
             if order[w] <= max(order[u], order[v]):
                 continue  # each triangle once: from its edge of the two lowest hosts
-            closure = 0.0
+            closure = measured2 = spread2 = 0.0
             for x, y in ((u, v), (v, w), (w, u)):
                 edge = pairs[frozenset((x, y))]
                 # Along the loop x → y: offset = clock_y − clock_x as measured.
                 closure += edge.offset_ns if edge.a == x else -edge.offset_ns
-                excess -= edge.measured_ns * edge.measured_ns
-                spread += (edge.round_trip_ns / 2.0) ** 2
-            excess += closure * closure
+                measured2 += edge.measured_ns * edge.measured_ns
+                spread2 += (edge.round_trip_ns / 2.0) ** 2
+            excess += closure * closure - measured2
+            spread += spread2
+            terms.append((measured2, spread2))
             loops += 1
     if loops < min_loops or spread <= 0:
         return None
-    return AsymmetryFit(math.sqrt(max(excess, 0.0) / spread), loops)
+    a2 = max(excess, 0.0) / spread
+    # A Gaussian closure of variance v has Var(closure²) = 2v².  Triangles share
+    # edges, so they are not independent: the mesh has only its cycle rank of
+    # independent loops, and the variance is scaled up by how many times over the
+    # triangles count them.
+    var = sum(2.0 * (m2 + a2 * s2) ** 2 for m2, s2 in terms) / (spread * spread)
+    var *= max(1.0, loops / _cycle_rank(pairs))
+    return AsymmetryFit(math.sqrt(a2), loops, math.sqrt(a2 + 2.0 * math.sqrt(var)))
+
+
+def _cycle_rank(pairs: dict[frozenset[Hashable], Edge]) -> int:
+    """Independent loops of the graph of ``pairs``: edges − hosts + components."""
+    parent: dict[Hashable, Hashable] = {}
+
+    def root(h: Hashable) -> Hashable:
+        while parent.setdefault(h, h) != h:
+            parent[h] = parent[parent[h]]
+            h = parent[h]
+        return h
+
+    merged = 0
+    for e in pairs.values():
+        ra, rb = root(e.a), root(e.b)
+        if ra != rb:
+            parent[ra] = rb
+            merged += 1
+    # hosts − components = the merges a spanning forest made.
+    return max(1, len(pairs) - merged)
