@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable
 
 from schedobs._address import split_host_port
+from schedobs._pairing import read_pair
 
 from ._estimator import DEFAULT_HOST_ASYMMETRY_NS, OffsetEstimator
 from ._exchange import Exchange, NtpExchange, Outcome, RedisExchange, SchedobsExchange
@@ -62,8 +63,6 @@ _NTP_PORT = 123
 #: two-way exchange can see it, so it is a prior, added to the uncertainty only.
 NTP_SERVER_ASYMMETRY_NS = 5_000
 _MAX_INTERVAL_S = 1024.0  # NTP's largest poll (2**10 s): where RATE back-off stops
-_PAIR_NS = 20_000  # two readings this close were not split by a preemption
-_PAIR_TRIES = 5
 
 
 _FORMS = "'ntp://time.example', 'redis://broker:6379' or '127.0.0.1:7123'"
@@ -103,18 +102,8 @@ def wall_minus_monotonic(
     ``spread`` is how far apart the monotonic readings around the wall one were:
     the uncertainty of the difference.
     """
-    best: tuple[int, int] | None = None
-    for _ in range(_PAIR_TRIES):
-        before = monotonic_ns()
-        wall = wall_ns()
-        after = monotonic_ns()
-        spread = after - before
-        if best is None or spread < best[1]:
-            best = (wall - (before + after) // 2, spread)
-        if spread <= _PAIR_NS:
-            break
-    assert best is not None
-    return best
+    wall, monotonic, spread = read_pair(wall_ns, monotonic_ns)
+    return wall - monotonic, spread
 
 
 def estimator_for(reference: str) -> OffsetEstimator:

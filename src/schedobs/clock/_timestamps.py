@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from schedobs._pairing import read_pair
+
 __all__ = ["enable_timestamps", "receive", "send"]
 
 # Not exported by the socket module (Linux, 64-bit): SO_TIMESTAMPING and its
@@ -53,7 +55,6 @@ _TIMESPEC = struct.Struct("@qq")
 _ANCILLARY = 3 * _TIMESPEC.size + 64
 _BUFFER = 2048
 _TX_WAIT_S = 0.0005  # the send stamp is queued as the syscall returns; rarely later
-_PAIR_NS = 20_000
 # From reading t1 to the kernel's send stamp is µs, a few ms at worst under load:
 # a send stamp later than this is on another clock.
 _PLAUSIBLE_NS = 50_000_000
@@ -88,21 +89,10 @@ def _offset(clock_ns: Callable[[], int]) -> int:
     """``clock_ns() − CLOCK_REALTIME``, from readings no more than 20 µs apart.
 
     A thread preempted between the two readings would carry the preemption
-    into the sample (a negative delay, seen under load); the real-time clock
-    is read on both sides and the pair retried when they are far apart.
+    into the sample (a negative delay, seen under load): see :mod:`schedobs._pairing`.
     """
-    best = None
-    for _ in range(4):
-        before = _realtime()
-        local = clock_ns()
-        after = _realtime()
-        spread = after - before
-        if best is None or spread < best[0]:
-            best = (spread, local - (before + after) // 2)
-        if spread <= _PAIR_NS:
-            break
-    assert best is not None
-    return best[1]
+    local, realtime, _ = read_pair(clock_ns, _realtime)
+    return local - realtime
 
 
 def _sent_stamp(sock: socket.socket) -> int:

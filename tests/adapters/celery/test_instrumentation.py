@@ -17,6 +17,7 @@ from celery import Celery, signals
 
 from schedobs.adapters import CeleryInstrumentation
 from schedobs.adapters._celery._relay import Relay
+from schedobs.clock._prober import wall_minus_monotonic as clock_pair
 from schedobs.contract import QUEUE_LENGTH, Registry
 
 from ..._redis_server import RedisServer
@@ -245,17 +246,6 @@ class _StallingClock:
         return time.time_ns()
 
 
-def _wall_minus_monotonic() -> int:
-    """The two clocks' difference, from the narrowest of a few bracketed readings."""
-    brackets = []
-    for _ in range(20):
-        before = time.monotonic_ns()
-        wall = time.time_ns()
-        after = time.monotonic_ns()
-        brackets.append((after - before, wall - (before + after) // 2))
-    return min(brackets)[1]
-
-
 def test_the_split_adds_up_when_the_worker_is_preempted_between_clock_readings(
     app: Celery,
 ) -> None:
@@ -285,7 +275,7 @@ def test_the_split_adds_up_when_the_worker_is_preempted_between_clock_readings(
     finally:
         inst.uninstall()
     assert len(timings) == 5
-    wall_minus_monotonic = _wall_minus_monotonic()
+    wall_minus_monotonic, _ = clock_pair()
     for timing, publish_ns in zip(timings, published, strict=True):
         assert timing.reserved_ms >= 3.0
         # One host, no clock estimate: the two parts and the whole are all local

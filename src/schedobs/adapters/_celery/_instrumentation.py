@@ -38,6 +38,7 @@ from typing import Any
 
 from opentelemetry import trace as otel_trace
 
+from schedobs._pairing import read_pair
 from schedobs.contract import (
     DEFAULT_DESTINATION_CAP,
     DESTINATION,
@@ -75,11 +76,6 @@ RECEIVED = "schedobs_received"
 #: Distinct raw queue names whose series handles are cached; past the cap they
 #: all fold into ``_OTHER`` anyway, so more entries would only cost memory.
 _MAX_CACHED_QUEUES = 256
-#: A wall reading bracketed by monotonic ones this close pairs with their middle
-#: to within half of it (an unpreempted bracket is ~0.1-0.3 µs) ...
-_PAIR_TIGHT_NS = 20_000
-#: ... and a wider one, preempted, is read again up to this many times in all.
-_PAIR_TRIES = 3
 _SAMPLED = 0x01
 
 
@@ -327,8 +323,10 @@ class CeleryInstrumentation:
     # --- worker: where the task runs (a pool child, or the main process) -----------------
 
     def _on_prerun(self, task_id: str | None = None, task: Any = None, **_: Any) -> None:
-        # Once per task, where the task starts (in a busy pool child): few steps.
-        start, monotonic = self._now()
+        # Once per task, where the task starts (in a busy pool child): few steps.  The
+        # latency is wall-clock, the reserved wait and start_monotonic_ns monotonic:
+        # one instant, read so that a preemption does not split it.
+        start, monotonic, _spread = read_pair(self._clock_ns, time.monotonic_ns)
         if self._last_checked != current_pid():
             self._run_last()  # from the next task on, if another receiver came after us
         if task_id is None or task is None:
@@ -419,27 +417,6 @@ class CeleryInstrumentation:
             except Exception:
                 self._complain_once("on_timing", "the on_timing callback raised",
                                     exc_info=True)  # fmt: skip
-
-    def _now(self) -> tuple[int, int]:
-        """The wall clock and the monotonic clock at one instant.
-
-        The wall reading is bracketed by two monotonic ones and paired with their
-        middle.  A thread preempted inside the bracket would pair them with up to
-        half its time slice between them (the latency is wall-clock, the reserved
-        wait and ``start_monotonic_ns`` monotonic; they must describe the same
-        instant), so a wide bracket is read again, a few times at most, and the
-        narrowest one kept.
-        """
-        best_width = best_wall = best_mid = -1
-        for _ in range(_PAIR_TRIES):
-            before = time.monotonic_ns()
-            wall = self._clock_ns()
-            width = time.monotonic_ns() - before
-            if width <= _PAIR_TIGHT_NS:
-                return wall, before + width // 2
-            if best_width < 0 or width < best_width:
-                best_width, best_wall, best_mid = width, wall, before + width // 2
-        return best_wall, best_mid
 
     def _series(self, queue: str) -> _QueueSeries:
         series = self._queues.get(queue)
