@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["PAIR_NS", "read_pair"]
+__all__ = ["read_pair"]
 
 #: Two readings of the outer clock this close were not split by a preemption (an
 #: unpreempted bracket is ~0.1-0.3 µs).
-PAIR_NS = 20_000
-#: Brackets read at most, when every one is wider than ``PAIR_NS``.
+_PAIR_NS = 20_000
+#: Brackets read at most, when every one is wider than ``_PAIR_NS``.
 _TRIES = 4
 
 
@@ -34,7 +34,7 @@ def read_pair(inner: Callable[[], int], outer: Callable[[], int]) -> tuple[int, 
         before = outer()
         reading = inner()
         spread = outer() - before
-        if spread <= PAIR_NS:
+        if spread <= _PAIR_NS:
             return reading, before + spread // 2, spread
         if best_spread < 0 or spread < best_spread:
             best_spread, best_inner, best_outer = spread, reading, before + spread // 2
