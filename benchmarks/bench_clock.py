@@ -25,8 +25,9 @@ second sample ("cold") and after ("steady"); cross-zone pair errors; the
 share of RPC child spans that leave their parent; the calibration of the
 reported uncertainty σ (share of points with |error| <= 1σ and <= 3σ), on the
 model and then per level of route asymmetry (0 to ±10 % per direction, half per
-zone pair and half per host pair, and ±10 % per host pair alone), none of which
-the estimator is told; and step detection (2 ms, 50 ms, 1 s, on either clock)
+zone pair and half per host pair, and ±10 % per host pair or per zone pair alone),
+none of which the estimator is told, for the estimator and for the network solve;
+and step detection (2 ms, 50 ms, 1 s, on either clock)
 against steep drift.
 """
 
@@ -153,6 +154,9 @@ def simulate(model: FleetModel, seed: int, minutes: int, interval_s: float) -> d
                 getattr(results["schedobs estimator"], "mesh_" + bucket).append(point)
         for h in hosts:
             tables["estimator + network"][h] = solution.offsets_ns[h]
+            point = (abs(solution.offsets_ns[h] - fleet.truth(h, at)),
+                     solution.uncertainties_ns[h])  # fmt: skip
+            getattr(results["estimator + network"], "sigma_" + bucket).append(point)
         for name, table in tables.items():
             if name == "span-pair adjuster":
                 continue
@@ -218,17 +222,19 @@ LEVELS = [
     *((f"±{100 * level:g} % routes", level / 2, level / 2)
       for level in (0.0, 0.025, 0.05, 0.075, 0.10)),
     ("±10 % per host pair", 0.10, 0.0),
+    ("±10 % per zone pair", 0.0, 0.10),
 ]  # fmt: skip
 
 
-def calibration_by_level(seeds: int, minutes: int) -> list[tuple[str, Result]]:
+def calibration_by_level(seeds: int, minutes: int) -> list[tuple[str, Result, Result]]:
     """The estimator's σ on fleets whose routes are more or less asymmetric (stacks of
-    4-22 µs throughout): nothing about the asymmetry is given to the estimator."""
+    4-22 µs throughout): nothing about the asymmetry is given to the estimator.  Each
+    row also carries the network solve's accuracy on the same exchanges."""
     rows = []
     for label, host, zone in LEVELS:
         model = FleetModel(asymmetry=host, zone_asymmetry=zone)
-        runs = [simulate(model, seed, minutes, 5.0) for seed in range(1, seeds + 1)]
-        rows.append((label, merge(runs)["schedobs estimator"]))
+        merged = merge([simulate(model, seed, minutes, 5.0) for seed in range(1, seeds + 1)])
+        rows.append((label, merged["schedobs estimator"], merged["estimator + network"]))
     return rows
 
 
@@ -303,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{pairs} {viol}")  # fmt: skip
     print(f"\n{'calibration of σ':<22} {'cold ≤1σ':>9} {'cold ≤3σ':>9} {'steady ≤1σ':>10} "
           f"{'steady ≤3σ':>10}   (goal: 55-80 % within 1σ, >= 99 % within 3σ)")  # fmt: skip
-    for name in ("least squares (0.x)", "schedobs estimator"):
+    for name in ("least squares (0.x)", "schedobs estimator", "estimator + network"):
         r = results[name]
         print(f"{name:<22} {100 * coverage(r.sigma_cold, 1):8.1f}% "
               f"{100 * coverage(r.sigma_cold, 3):8.1f}% {100 * coverage(r.sigma_steady, 1):9.1f}% "
@@ -314,13 +320,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':<22} {'p50':>7} {'p99':>7} {'cold p99':>8}   {'cold ≤1σ':>8} {'≤3σ':>8} "
           f"{'steady ≤1σ':>10} {'≤3σ':>8}   {'fit':>7} {'set':>7} {'cold ≤1σ':>8} {'≤3σ':>8} "
           f"{'steady ≤1σ':>10} {'≤3σ':>8}")  # fmt: skip
-    for label, r in levels:
+    for label, r, _ in levels:
         learnt = statistics.median(r.learnt) if r.learnt else float("nan")
         upper = statistics.median(r.learnt_upper) if r.learnt_upper else float("nan")
         print(f"{label:<22} {statistics.median(r.steady):7.1f} {q(r.steady, 0.99):7.1f} "
               f"{q(r.cold, 0.99):8.1f}   "
               f"{_shares(r.sigma_cold)} {_shares(r.sigma_steady, 9)}   {learnt:7.4f} {upper:7.4f} "
               f"{_shares(r.mesh_cold)} {_shares(r.mesh_steady, 9)}")  # fmt: skip
+    print(f"\n{'network solve by level':<22} {'accuracy (µs)':>24}   "
+          f"{'its σ (default priors on the edges)':>37}")  # fmt: skip
+    print(f"{'':<22} {'p50':>7} {'p99':>7} {'cold p99':>8}   {'cold ≤1σ':>8} {'≤3σ':>8} "
+          f"{'steady ≤1σ':>10} {'≤3σ':>8}")  # fmt: skip
+    for label, _, n in levels:
+        print(
+            f"{label:<22} {statistics.median(n.steady):7.1f} {q(n.steady, 0.99):7.1f} "
+            f"{q(n.cold, 0.99):8.1f}   {_shares(n.sigma_cold)} {_shares(n.sigma_steady, 9)}"
+        )
     worst, false_steps, trials = step_trials(2 if args.quick else 6)
     print(f"\nsteps of 2 ms, 50 ms, 1 s on either clock ({trials} trials): detected within "
           f"{worst} samples at worst; an hour of 100 ppm drift with 10 % spikes: "
@@ -344,22 +359,28 @@ def main(argv: list[str] | None = None) -> int:
         ("σ: 55-80 % within 1σ, all points", 0.55 <= coverage(both, 1) <= 0.80),
         ("σ by level, default priors: >= 99 % within 3σ, cold and steady",
          all(min(coverage(r.sigma_cold, 3), coverage(r.sigma_steady, 3)) >= 0.99
-             for _, r in levels)),
+             for _, r, _ in levels)),
         ("σ by level, default priors: >= 55 % within 1σ",
          all(min(coverage(r.sigma_cold, 1), coverage(r.sigma_steady, 1)) >= 0.55
-             for _, r in levels)),
+             for _, r, _ in levels)),
         ("σ by level, default priors: <= 80 % within 1σ (conservative: docs/clock.md)",
          all(max(coverage(r.sigma_cold, 1), coverage(r.sigma_steady, 1)) <= 0.80
-             for _, r in levels)),
+             for _, r, _ in levels)),
         ("σ by level, route prior from the mesh: >= 99 % within 3σ, cold and steady",
          all(min(coverage(r.mesh_cold, 3), coverage(r.mesh_steady, 3)) >= 0.99
-             for _, r in levels)),
+             for _, r, _ in levels)),
         ("σ by level, route prior from the mesh: 55-80 % within 1σ, cold and steady",
-         all(0.55 <= coverage(p, 1) <= 0.80 for _, r in levels
+         all(0.55 <= coverage(p, 1) <= 0.80 for _, r, _ in levels
              for p in (r.mesh_cold, r.mesh_steady))),
         ("by level: steady p50/p99 <= 15/90 µs, cold p99 <= 400 µs",
          all(statistics.median(r.steady) <= 15 and q(r.steady, 0.99) <= 90
-             and q(r.cold, 0.99) <= 400 for _, r in levels)),
+             and q(r.cold, 0.99) <= 400 for _, r, _ in levels)),
+        ("by level, estimator + network: steady p50/p99 <= 15/90 µs",
+         all(statistics.median(n.steady) <= 15 and q(n.steady, 0.99) <= 90
+             for _, _, n in levels)),
+        ("σ by level, network solve: >= 99 % within 3σ, cold and steady",
+         all(min(coverage(n.sigma_cold, 3), coverage(n.sigma_steady, 3)) >= 0.99
+             for _, _, n in levels)),
         ("steps detected within 3 samples", worst <= 3),
         ("100 ppm drift is never a step", false_steps == 0),
     ]  # fmt: skip

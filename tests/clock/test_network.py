@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 
@@ -148,3 +149,54 @@ def test_an_edge_of_an_estimate_carries_what_learning_needs() -> None:
     assert e is not None
     edge = Edge.of("host", "ref", e)
     assert edge.round_trip_ns == 1_400_000 and 0 < edge.measured_ns < edge.uncertainty_ns
+
+
+def _zoned_mesh(seed: int, shared: float) -> tuple[list[Edge], dict[int, float]]:
+    """Hosts 1-11 in zone B, the reference 0 and hosts 12-23 in zone A; every edge
+    measured well (2 µs) and carrying an assumed asymmetry budget of 20 µs.  Each
+    route between the zones adds ``shared`` ns of asymmetry: the same on all of them,
+    so no loop of the mesh shows it."""
+    rng = random.Random(seed)
+    zone = {h: "A" if h == 0 or h >= 12 else "B" for h in range(24)}
+    x = {h: (0.0 if h == 0 else rng.uniform(-5e6, 5e6)) for h in range(24)}
+    edges = []
+    for a in range(1, 24):
+        for b in [0, *rng.sample([p for p in range(1, 24) if p != a], 4)]:
+            cross = zone[a] != zone[b]
+            # For a measuring b across the zones, asymmetry moves clock_b − clock_a
+            # one way when a is in B and the other way when a is in A.
+            bias = (shared if zone[a] == "B" else -shared) if cross else 0.0
+            offset = x[a] - x[b] + bias + rng.gauss(0.0, 2_000)
+            edges.append(Edge(a, b, offset, math.hypot(2_000, 20_000), 1.5e6, 2_000))
+    return edges, x
+
+
+def test_asymmetry_every_path_shares_is_not_averaged_away() -> None:
+    # 30 µs on every cross-zone route, within the edges' 20 µs budget at 1.5σ: the
+    # solve cannot see it (it is a shift of zone B as a whole), so its σ must keep it.
+    misses = 0
+    for seed in range(5):
+        edges, x = _zoned_mesh(seed, 30_000)
+        solution = solve_network(edges, reference=0)
+        for h in range(1, 12):
+            error = abs(solution.offsets_ns[h] - x[h])
+            assert 25_000 < error < 35_000  # the shared part stays in the solution
+            misses += error > 3 * solution.uncertainties_ns[h]
+    assert misses == 0
+
+
+def test_the_floor_is_the_best_paths_budget_and_plain_edges_have_none() -> None:
+    # Host 2 reaches the reference directly over a long route (budget 40 µs) or
+    # through host 1 over two short ones (10 µs each): its floor is the cheaper path's.
+    x = {0: 0.0, 1: 1e6, 2: 2e6}
+    edges = [
+        Edge(1, 0, x[1], math.hypot(1_000, 10_000), 0.4e6, 1_000),
+        Edge(2, 1, x[2] - x[1], math.hypot(1_000, 10_000), 0.4e6, 1_000),
+        Edge(2, 0, x[2], math.hypot(1_000, 40_000), 1.6e6, 1_000),
+    ]
+    solution = solve_network(edges, reference=0)
+    assert 10_000 < solution.uncertainties_ns[1] < 11_000
+    assert math.hypot(10_000, 10_000) < solution.uncertainties_ns[2] < 15_500
+    # Edges with no measured part given are independent measurements, as before.
+    plain = [Edge(e.a, e.b, e.offset_ns, e.uncertainty_ns) for e in edges]
+    assert solve_network(plain, reference=0).uncertainties_ns[1] < 10_000

@@ -115,7 +115,7 @@ class SpanPairAdjuster:
         for (a, b), estimator in self._pairs.items():
             est = estimator.estimate(at_ns=at_ns)
             if est is not None:
-                edges.append(Edge(a, b, est.offset_ns, max(est.uncertainty_ns, 1)))
+                edges.append(Edge.of(a, b, est))
         if not edges:
             raise ValueError("no client/server span pairs across hosts were seen")
         return solve_network(edges, self.reference_host)

@@ -13,10 +13,23 @@ badly or asymmetrically is pulled into line by the other paths between the
 same hosts, and what cannot be made consistent shows up as residuals.  The sum
 of offsets around any loop is zero for true clocks, so a large normalised
 residual flags path asymmetry (or a broken host) — the asymmetry alarm.
+
+What averaging cannot remove: least squares treats the edges' errors as
+independent, so a host's variance falls with every extra path.  The measured
+part of an edge's error is independent; its assumed part — route and stack
+asymmetry, what no exchange can see — need not be: the routes of one zone pair
+carry the same asymmetry, and a shift that every path of a group of hosts
+shares closes around every loop, so it is invisible to the solve and stays in
+its offsets in full.  Each host's uncertainty is therefore the variance the
+solve propagates from the edges' measured parts, plus the assumed variance of
+its cheapest path to the reference (the sum along the path, minimised over
+paths: Dijkstra).  Edges that carry no measured part (``measured_ns`` 0) are
+independent measurements, and the plain least-squares variance is theirs.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -59,7 +72,8 @@ class NetworkSolution:
 
     #: ``clock_ref − clock_host`` for every host reachable from the reference.
     offsets_ns: dict[Hashable, float]
-    #: One-sigma uncertainty of each host's offset.
+    #: One-sigma uncertainty of each host's offset: the least-squares part and the
+    #: asymmetry its cheapest path to the reference assumes, which no solve averages.
     uncertainties_ns: dict[Hashable, float]
     #: ``measured − solved`` for each edge, in ns, in input order.
     residuals_ns: tuple[float, ...]
@@ -112,9 +126,29 @@ def solve_network(
         if ia is not None and ib is not None:
             lap[ia][ib] -= w
             lap[ib][ia] -= w
-    solution, inverse_diag = _solve_spd(lap, rhs)
+    solution, inverse = _solve_spd(lap, rhs)
     offsets = {reference: 0.0, **{h: solution[index[h]] for h in unknowns}}
-    sigmas = {reference: 0.0, **{h: math.sqrt(max(inverse_diag[index[h]], 0.0)) for h in unknowns}}
+    measured = [0.0] * n
+    for e in edge_list:
+        if e.a not in reachable:
+            continue
+        # x̂ = L⁻¹ Σ w·θ·(u_a − u_b): an edge moves host h by w·(L⁻¹[h][a] − L⁻¹[h][b]) per
+        # ns of its error; only its measured part is independent of the other edges'.
+        var = e.uncertainty_ns * e.uncertainty_ns
+        w = 1.0 / var
+        own = e.measured_ns * e.measured_ns if 0 < e.measured_ns < e.uncertainty_ns else var
+        ia, ib = index.get(e.a), index.get(e.b)
+        for h in range(n):
+            gain = w * (
+                (inverse[ia][h] if ia is not None else 0.0)
+                - (inverse[ib][h] if ib is not None else 0.0)
+            )
+            measured[h] += gain * gain * own
+    shared = _shared_floor(edge_list, reference)
+    sigmas = {
+        reference: 0.0,
+        **{h: math.sqrt(measured[index[h]] + shared[h]) for h in unknowns},
+    }
     residuals = []
     normalized = []
     for e in edge_list:
@@ -129,6 +163,38 @@ def solve_network(
     return NetworkSolution(
         offsets, sigmas, tuple(residuals), tuple(normalized), alarms, unreachable
     )
+
+
+def _shared_floor(edges: Sequence[Edge], reference: Hashable) -> dict[Hashable, float]:
+    """Per host, the least assumed variance (ns²) along any path to ``reference``.
+
+    An edge's assumed variance is what its uncertainty holds beyond its measured
+    part (none for an edge that gives no measured part); a path's is the sum over
+    its edges.  The solve cannot average it away if
+    every path shares it, so each host keeps that of its cheapest path.
+    """
+    neighbours: dict[Hashable, list[tuple[Hashable, float]]] = {}
+    for e in edges:
+        assumed = (
+            max(e.uncertainty_ns * e.uncertainty_ns - e.measured_ns * e.measured_ns, 0.0)
+            if e.measured_ns > 0
+            else 0.0
+        )
+        neighbours.setdefault(e.a, []).append((e.b, assumed))
+        neighbours.setdefault(e.b, []).append((e.a, assumed))
+    best: dict[Hashable, float] = {reference: 0.0}
+    heap: list[tuple[float, int, Hashable]] = [(0.0, 0, reference)]
+    pushed = 1  # a tie-breaker: hosts need not be comparable
+    while heap:
+        cost, _, host = heapq.heappop(heap)
+        if cost > best[host]:
+            continue
+        for nxt, assumed in neighbours[host]:
+            if cost + assumed < best.get(nxt, math.inf):
+                best[nxt] = cost + assumed
+                heapq.heappush(heap, (cost + assumed, pushed, nxt))
+                pushed += 1
+    return best
 
 
 def _component(edges: Sequence[Edge], start: Hashable) -> set[Hashable]:
@@ -146,8 +212,11 @@ def _component(edges: Sequence[Edge], start: Hashable) -> set[Hashable]:
     return seen
 
 
-def _solve_spd(matrix: list[list[float]], rhs: list[float]) -> tuple[list[float], list[float]]:
-    """Solve a symmetric positive-definite system by Cholesky; also diag(A⁻¹).
+def _solve_spd(
+    matrix: list[list[float]], rhs: list[float]
+) -> tuple[list[float], list[list[float]]]:
+    """Solve a symmetric positive-definite system by Cholesky; also A⁻¹ (by columns,
+    which are its rows: it is symmetric).
 
     Pure Python, O(n³): a few hundred hosts take well under a second.
     """
@@ -173,12 +242,12 @@ def _solve_spd(matrix: list[list[float]], rhs: list[float]) -> tuple[list[float]
         return x
 
     x = solve(rhs)
-    diag = []
+    inverse = []
     for i in range(n):
         unit = [0.0] * n
         unit[i] = 1.0
-        diag.append(solve(unit)[i])
-    return x, diag
+        inverse.append(solve(unit))
+    return x, inverse
 
 
 @dataclass(frozen=True)
