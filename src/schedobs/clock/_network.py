@@ -218,7 +218,7 @@ def _solve_spd(
     """Solve a symmetric positive-definite system by Cholesky; also A⁻¹ (by columns,
     which are its rows: it is symmetric).
 
-    Pure Python, O(n³): a few hundred hosts take well under a second.
+    Pure Python, O(n³): on a 2-core machine 100 hosts take 0.06 s, 300 take 1.4 s.
     """
     n = len(rhs)
     low = [[0.0] * n for _ in range(n)]
