@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from opentelemetry.sdk.resources import Resource
@@ -108,3 +109,59 @@ def test_no_pairs_means_no_solution() -> None:
     assert adjuster.adjust([]) == []
     with pytest.raises(ValueError, match="no client/server span pairs"):
         adjuster.solve(T0)
+
+
+def test_each_corrected_span_carries_an_uncertainty_that_covers_its_error() -> None:
+    # The replies are slower than the requests (lognormal medians 36 µs against 22 µs):
+    # asymmetry no pair of spans can show, which each span's σ must still allow for.
+    spans = _traces(random.Random(5), 600)
+    adjuster = SpanPairAdjuster(reference_host="a")
+    adjuster.add_spans(spans)
+    assert _outside_3_sigma(spans, adjuster.adjust(spans), _x) == 0
+
+
+def _outside_3_sigma(
+    spans: list[ReadableSpan], fixed: list[ReadableSpan], x: Callable[[str, int], float]
+) -> int:
+    outside = 0
+    for original, corrected in zip(spans, fixed, strict=True):
+        host = original.resource.attributes["host.name"]
+        sigma = corrected.attributes.get("clock.uncertainty_ns")
+        if sigma is None:
+            continue  # the reference host's own spans
+        error = abs(corrected.start_time - (original.start_time + x(host, original.start_time)))
+        outside += error > 3 * sigma
+    return outside
+
+
+def test_asymmetry_every_route_to_the_reference_shares_stays_in_sigma() -> None:
+    # The reference "a" in one zone, eight hosts in another: every reply from the far
+    # zone to "a" takes 40 µs longer than its request (a 20 µs shift of the whole zone,
+    # which no loop of span pairs shows); routes inside the far zone are symmetric.
+    rng = random.Random(6)
+    far = [f"b{i}" for i in range(8)]
+    offsets = {"a": 0.0, **{h: rng.uniform(-5e6, 5e6) for h in far}}
+    spans = []
+    for i in range(1_200):
+        if i % 2:
+            client, server = "a", far[i % 8]
+        else:
+            client, server = rng.sample(far, 2)
+        send = T0 + i * 10_000_000
+        extra = 40_000 if "a" in (client, server) else 0
+        fwd = 300_000 + round(rng.lognormvariate(9.5, 0.5)) + (extra if server == "a" else 0)
+        back = 300_000 + round(rng.lognormvariate(9.5, 0.5)) + (extra if client == "a" else 0)
+        work = rng.randrange(50_000, 500_000)
+
+        def local(host: str, ref: int) -> int:
+            return ref - round(offsets[host])
+
+        c = _span(client, SpanKind.CLIENT, local(client, send),
+                  local(client, send + fwd + work + back), trace=i + 1, parent=None)  # fmt: skip
+        s = _span(server, SpanKind.SERVER, local(server, send + fwd),
+                  local(server, send + fwd + work), trace=i + 1, parent=c.context)  # fmt: skip
+        spans += [c, s]
+    adjuster = SpanPairAdjuster(reference_host="a")
+    adjuster.add_spans(spans)
+    fixed = adjuster.adjust(spans)
+    assert _outside_3_sigma(spans, fixed, lambda host, _: offsets[host]) == 0
