@@ -170,8 +170,8 @@ def _shared_floor(edges: Sequence[Edge], reference: Hashable) -> dict[Hashable, 
 
     An edge's assumed variance is what its uncertainty holds beyond its measured
     part (none for an edge that gives no measured part); a path's is the sum over
-    its edges.  The solve cannot average it away if
-    every path shares it, so each host keeps that of its cheapest path.
+    its edges.  The solve cannot average it away if every path shares it, so each
+    host keeps that of its cheapest path.
     """
     neighbours: dict[Hashable, list[tuple[Hashable, float]]] = {}
     for e in edges:
