@@ -134,9 +134,8 @@ def solve_network(
             continue
         # x̂ = L⁻¹ Σ w·θ·(u_a − u_b): an edge moves host h by w·(L⁻¹[h][a] − L⁻¹[h][b]) per
         # ns of its error; only its measured part is independent of the other edges'.
-        var = e.uncertainty_ns * e.uncertainty_ns
-        w = 1.0 / var
-        own = e.measured_ns * e.measured_ns if 0 < e.measured_ns < e.uncertainty_ns else var
+        own, _ = _split(e)
+        w = 1.0 / (e.uncertainty_ns * e.uncertainty_ns)
         ia, ib = index.get(e.a), index.get(e.b)
         for h in range(n):
             gain = w * (
@@ -165,6 +164,16 @@ def solve_network(
     )
 
 
+def _split(e: Edge) -> tuple[float, float]:
+    """``(measured, assumed)`` variance (ns²) of an edge: its whole variance is measured
+    when it gives no measured part (or one as large as its uncertainty)."""
+    var = e.uncertainty_ns * e.uncertainty_ns
+    if 0 < e.measured_ns < e.uncertainty_ns:
+        measured = e.measured_ns * e.measured_ns
+        return measured, var - measured
+    return var, 0.0
+
+
 def _shared_floor(edges: Sequence[Edge], reference: Hashable) -> dict[Hashable, float]:
     """Per host, the least assumed variance (ns²) along any path to ``reference``.
 
@@ -175,11 +184,7 @@ def _shared_floor(edges: Sequence[Edge], reference: Hashable) -> dict[Hashable, 
     """
     neighbours: dict[Hashable, list[tuple[Hashable, float]]] = {}
     for e in edges:
-        assumed = (
-            max(e.uncertainty_ns * e.uncertainty_ns - e.measured_ns * e.measured_ns, 0.0)
-            if e.measured_ns > 0
-            else 0.0
-        )
+        _, assumed = _split(e)
         neighbours.setdefault(e.a, []).append((e.b, assumed))
         neighbours.setdefault(e.b, []).append((e.a, assumed))
     best: dict[Hashable, float] = {reference: 0.0}
