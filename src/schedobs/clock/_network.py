@@ -129,6 +129,7 @@ def solve_network(
     solution, inverse = _solve_spd(lap, rhs)
     offsets = {reference: 0.0, **{h: solution[index[h]] for h in unknowns}}
     measured = [0.0] * n
+    zeros = [0.0] * n  # the reference's row: x_ref is fixed
     for e in edge_list:
         if e.a not in reachable:
             continue
@@ -137,11 +138,10 @@ def solve_network(
         own, _ = _split(e)
         w = 1.0 / (e.uncertainty_ns * e.uncertainty_ns)
         ia, ib = index.get(e.a), index.get(e.b)
-        for h in range(n):
-            gain = w * (
-                (inverse[ia][h] if ia is not None else 0.0)
-                - (inverse[ib][h] if ib is not None else 0.0)
-            )
+        row_a = inverse[ia] if ia is not None else zeros
+        row_b = inverse[ib] if ib is not None else zeros
+        for h, (ga, gb) in enumerate(zip(row_a, row_b, strict=True)):
+            gain = w * (ga - gb)
             measured[h] += gain * gain * own
     shared = _shared_floor(edge_list, reference)
     sigmas = {
