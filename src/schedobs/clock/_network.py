@@ -40,6 +40,12 @@ if TYPE_CHECKING:
 
 __all__ = ["AsymmetryFit", "Edge", "NetworkSolution", "learn_path_asymmetry", "solve_network"]
 
+# learn_path_asymmetry: the weighted fit converges in a few rounds from the unweighted
+# one (the weights change little once a² is within a factor of two).
+_REWEIGHTS = 4
+# (path_asymmetry 0.001)²: below any route asymmetry worth a prior.
+_LEAST_ASYMMETRY2 = 1e-6
+
 
 @dataclass(frozen=True)
 class Edge:
@@ -259,8 +265,8 @@ def _solve_spd(
 class AsymmetryFit:
     """What the loops of a probe mesh say about its routes' asymmetry."""
 
-    #: One sigma of route asymmetry as a fraction of the round trip, in the unit of
-    #: ``OffsetEstimator.path_asymmetry``: set it on the hosts' estimators.
+    #: The point fit: one sigma of route asymmetry as a fraction of the round trip, in
+    #: the unit of ``OffsetEstimator.path_asymmetry`` (set :attr:`upper`, not this).
     path_asymmetry: float
     #: Triangles of edges it was learnt from.
     loops: int
@@ -279,18 +285,24 @@ def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> Asymme
     Around a loop of hosts the true offsets sum to zero, so a loop's measured sum
     (its closure) is the sum of its edges' errors: each edge's measured part
     (``measured_ns``) and its route asymmetry, modelled as ``path_asymmetry ×
-    round_trip / 2``.  Pooled over every triangle, ``path_asymmetry² = Σ (closure² −
-    Σ measured²) / Σ Σ (round_trip/2)²`` (method of moments; 0 when the closures are
-    no larger than the measured parts explain).  Asymmetry that is the same on every
-    path of a host — its network stack — adds up to zero around a loop, like a clock
-    offset, so no mesh can learn it: ``host_asymmetry_ns`` stays a prior.  Edges need
-    ``round_trip_ns`` (``Edge.of(a, b, estimate)`` takes it); one edge per pair of
-    hosts is used (the first given).
+    round_trip / 2``.  So a triangle's ``closure²`` has the mean ``m + a²·s`` (``m``:
+    its edges' measured variances, ``s``: their ``(round_trip/2)²``, ``a``:
+    ``path_asymmetry``) and, for Gaussian errors, the variance ``2(m + a²·s)²``.
+    ``a²`` is fitted by weighted least squares over every triangle, each weighted by
+    the inverse of that variance (re-weighted a few times from the unweighted fit;
+    0 when the closures are no larger than the measured parts explain).  The
+    weights matter in a young mesh: a triangle with one noisy edge (a window of two
+    samples, one a queueing spike) says almost nothing about the routes, and
+    counted like the others it made the fit's error several times larger.
+    Asymmetry that is the same on every path of a host — its network stack — adds
+    up to zero around a loop, like a clock offset, so no mesh can learn it:
+    ``host_asymmetry_ns`` stays a prior.  Edges need ``round_trip_ns``
+    (``Edge.of(a, b, estimate)`` takes it); one edge per pair of hosts is used (the
+    first given).
 
-    ``upper`` adds two standard errors of the fit: a Gaussian closure of variance
-    ``v`` has ``Var(closure²) = 2v²``, and since triangles share edges the sum is
-    scaled by how many times the triangles outnumber the mesh's independent loops
-    (its cycle rank).
+    ``upper`` adds two standard errors of the fit: that of the weighted fit, scaled
+    by how many times the triangles outnumber the mesh's independent loops (its
+    cycle rank), since triangles share edges.
     """
     pairs: dict[frozenset[Hashable], Edge] = {}
     neighbours: dict[Hashable, set[Hashable]] = {}
@@ -306,7 +318,7 @@ def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> Asymme
     order = {h: i for i, h in enumerate(neighbours)}
     excess = spread = 0.0
     loops = 0
-    terms: list[tuple[float, float]] = []
+    terms: list[tuple[float, float, float]] = []
     for e in pairs.values():
         u, v = e.a, e.b
         for w in neighbours[u] & neighbours[v]:
@@ -321,18 +333,32 @@ def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> Asymme
                 spread2 += (edge.round_trip_ns / 2.0) ** 2
             excess += closure * closure - measured2
             spread += spread2
-            terms.append((measured2, spread2))
+            terms.append((closure * closure, measured2, spread2))
             loops += 1
     if loops < min_loops or spread <= 0:
         return None
     a2 = max(excess, 0.0) / spread
-    # A Gaussian closure of variance v has Var(closure²) = 2v².  Triangles share
-    # edges, so they are not independent: the mesh has only its cycle rank of
-    # independent loops, and the variance is scaled up by how many times over the
-    # triangles count them.
-    var = sum(2.0 * (m2 + a2 * s2) ** 2 for m2, s2 in terms) / (spread * spread)
-    var *= max(1.0, loops / _cycle_rank(pairs))
+    information = 0.0
+    for _ in range(_REWEIGHTS):
+        a2, information = _weighted_fit(terms, a2)
+    # Triangles share edges: only the cycle rank of them are independent.
+    var = 2.0 / information * max(1.0, loops / _cycle_rank(pairs))
     return AsymmetryFit(math.sqrt(a2), loops, math.sqrt(a2 + 2.0 * math.sqrt(var)))
+
+
+def _weighted_fit(terms: list[tuple[float, float, float]], a2: float) -> tuple[float, float]:
+    """One weighted least-squares fit of ``a²`` to ``closure² ≈ m + a²·s`` over the
+    triangles' ``(closure², m, s)``, weighted by ``1 / (m + a²·s)²`` at the given
+    ``a2``; returns the fit (clamped at 0) and its information ``Σ w·s²`` (the fit's
+    variance is ``2 / information``)."""
+    num = information = 0.0
+    for closure2, m2, s2 in terms:
+        # A floor on the weight's variance: loops whose edges give no measured part
+        # and no asymmetry yet would otherwise weigh infinitely.
+        w = 1.0 / max(m2 + a2 * s2, _LEAST_ASYMMETRY2 * s2) ** 2
+        num += w * s2 * (closure2 - m2)
+        information += w * s2 * s2
+    return max(num / information, 0.0), information
 
 
 def _cycle_rank(pairs: dict[frozenset[Hashable], Edge]) -> int:
