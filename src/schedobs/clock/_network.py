@@ -316,9 +316,7 @@ def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> Asymme
         neighbours.setdefault(e.a, set()).add(e.b)
         neighbours.setdefault(e.b, set()).add(e.a)
     order = {h: i for i, h in enumerate(neighbours)}
-    excess = spread = 0.0
-    loops = 0
-    terms: list[tuple[float, float, float]] = []
+    terms: list[tuple[float, float, float]] = []  # per triangle: (closure², m, s)
     for e in pairs.values():
         u, v = e.a, e.b
         for w in neighbours[u] & neighbours[v]:
@@ -331,13 +329,13 @@ def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> Asymme
                 closure += edge.offset_ns if edge.a == x else -edge.offset_ns
                 measured2 += edge.measured_ns * edge.measured_ns
                 spread2 += (edge.round_trip_ns / 2.0) ** 2
-            excess += closure * closure - measured2
-            spread += spread2
             terms.append((closure * closure, measured2, spread2))
-            loops += 1
+    loops = len(terms)
+    spread = sum(s2 for _, _, s2 in terms)
     if loops < min_loops or spread <= 0:
         return None
-    a2 = max(excess, 0.0) / spread
+    # The unweighted fit (method of moments) to start the re-weighting from.
+    a2 = max(sum(c2 - m2 for c2, m2, _ in terms), 0.0) / spread
     information = 0.0
     for _ in range(_REWEIGHTS):
         a2, information = _weighted_fit(terms, a2)
