@@ -171,6 +171,74 @@ def test_a_few_noisy_edges_do_not_hide_the_routes_asymmetry() -> None:
     assert statistics.median(f.upper for f in fits(0.0)) < 0.01
 
 
+def _zone_mesh(seed: int, zone_share: float) -> tuple[dict[int, int], list[Edge], dict[int, float]]:
+    """30 hosts in 3 zones, host 0 the reference; every route between two zones off by
+    a share within ``±zone_share`` per direction that all its host pairs share.
+    Returns the zones, the edges (every host measured the reference, and 40 % of the
+    other pairs) and, per host, its path to the reference's error in σ of the
+    default prior (``DEFAULT_PATH_ASYMMETRY × round_trip / 2``)."""
+    rng = random.Random(seed)
+    zone = {h: h % 3 for h in range(30)}
+    route = {(x, y): rng.uniform(-zone_share, zone_share) for x in range(3) for y in range(3)}
+    x = {h: rng.uniform(-5e6, 5e6) for h in range(30)}
+    edges, off = [], {}
+    for a in range(30):
+        for b in range(a + 1, 30):
+            if a and rng.random() > 0.4:
+                continue
+            if zone[a] == zone[b]:
+                rtt, error = 0.3e6, 0.0
+            else:
+                rtt = rng.uniform(1e6, 2e6)
+                error = rtt / 4 * (route[zone[a], zone[b]] - route[zone[b], zone[a]])
+            offset = x[a] - x[b] + error + rng.gauss(0.0, 1_000)
+            edges.append(Edge(a, b, offset, 1_000, round_trip_ns=rtt, measured_ns=1_000))
+            if a == 0:
+                off[b] = error / (rtt / 2)
+    return zone, edges, off
+
+
+def test_asymmetry_that_zone_pairs_share_keeps_its_prior_across_zones() -> None:
+    # Routes whose asymmetry every path between two zones shares (±10 % per zone pair
+    # and direction, nothing per path): a shift common to a zone pair closes around
+    # every loop but those through three zones, which see one combination of the
+    # three pairs.  In a third of the meshes that combination is small, the fit with
+    # it, and the fit's bound set on every host left a quarter of the cross-zone
+    # hosts' route errors beyond 3σ.  Across zones the default prior (0.03) stays.
+    within = across = cross_zone = 0
+    for seed in range(60):
+        zone, edges, off = _zone_mesh(seed, 0.10)
+        blind = learn_path_asymmetry(edges)
+        fit = learn_path_asymmetry(edges, zones=zone)
+        assert blind is not None and fit is not None
+        assert fit.loops < blind.loops  # the triangles through three zones are left out
+        assert fit.for_path(False) == fit.upper
+        for h, share in off.items():
+            if zone[h] != zone[0]:
+                cross_zone += 1
+                within += abs(share) <= 3 * blind.upper
+                across += abs(share) <= 3 * fit.for_path(True)
+    assert within < 0.85 * cross_zone
+    assert across >= 0.97 * cross_zone
+    # The prior is the floor across zones, never the ceiling: routes the loops show to
+    # be more asymmetric than the prior get the loops' bound.
+    fit = learn_path_asymmetry(_noisy_mesh(0.06, 1, 1_000))
+    assert fit is not None and fit.for_path(True) == fit.upper > OffsetEstimator().path_asymmetry
+    assert fit.for_path(True, shared=0.0) == fit.upper
+
+
+def test_zones_and_the_shared_prior_are_checked() -> None:
+    zone, edges, _ = _zone_mesh(1, 0.0)
+    del zone[7]
+    with pytest.raises(ValueError, match="no zone for host 7"):
+        learn_path_asymmetry(edges, zones=zone)
+    fit = learn_path_asymmetry(edges)
+    assert fit is not None
+    for bad in (-0.01, float("nan"), float("inf"), "0.03", True):
+        with pytest.raises(ValueError, match="shared must be a finite number >= 0"):
+            fit.for_path(True, shared=bad)  # type: ignore[arg-type]
+
+
 def test_an_edge_of_an_estimate_carries_what_learning_needs() -> None:
     est = OffsetEstimator()
     for k in range(20):

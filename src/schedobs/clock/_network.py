@@ -31,9 +31,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from schedobs._checks import is_number
+
+from ._estimator import DEFAULT_PATH_ASYMMETRY
 
 if TYPE_CHECKING:
     from ._estimator import ClockEstimate
@@ -266,19 +270,43 @@ class AsymmetryFit:
     """What the loops of a probe mesh say about its routes' asymmetry."""
 
     #: The point fit: one sigma of route asymmetry as a fraction of the round trip, in
-    #: the unit of ``OffsetEstimator.path_asymmetry`` (set :attr:`upper`, not this).
+    #: the unit of ``OffsetEstimator.path_asymmetry`` (set :meth:`for_path`, not this).
     path_asymmetry: float
     #: Triangles of edges it was learnt from.
     loops: int
     #: The fit plus two of its standard errors (in ``path_asymmetry``'s unit): what to
-    #: set on the hosts' estimators.  Where the loops are few or the edges' own
-    #: measured parts dominate them (a young mesh), the point fit is noisy and often
-    #: 0; this bound stays above the routes' asymmetry there, and comes down to the
-    #: fit as the mesh's data grow.
+    #: set on the estimators of hosts whose path to the reference stays in one zone
+    #: (:meth:`for_path`).  Where the loops are few or the edges' own measured parts
+    #: dominate them (a young mesh), the point fit is noisy and often 0; this bound
+    #: stays above the routes' asymmetry there, and comes down to the fit as the
+    #: mesh's data grow.
     upper: float
 
+    def for_path(self, across_zones: bool, *, shared: float = DEFAULT_PATH_ASYMMETRY) -> float:
+        """The ``path_asymmetry`` to set on an estimator whose path to its reference
+        stays inside one zone (``across_zones`` false: :attr:`upper`) or crosses
+        between zones (the larger of :attr:`upper` and ``shared``).
 
-def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> AsymmetryFit | None:
+        Loops see asymmetry that differs from path to path.  Asymmetry that all the
+        routes of a zone pair share is mostly invisible to them: a shift common to
+        every path between two zones looks exactly like those zones' clocks being
+        off, and with three zones the loops through all three see one combination
+        of the three zone pairs, never each.  So across zones the mesh can show that
+        routes are *more* asymmetric than ``shared`` (the prior for networks we do
+        not know, the estimator's default), never that they are less.  Set
+        ``shared`` lower only for what you know of your zones' routes.
+        """
+        if not (is_number(shared) and math.isfinite(shared) and shared >= 0):
+            raise ValueError(f"shared must be a finite number >= 0, got {shared!r}")
+        return max(self.upper, float(shared)) if across_zones else self.upper
+
+
+def learn_path_asymmetry(
+    edges: Iterable[Edge],
+    *,
+    min_loops: int = 8,
+    zones: Mapping[Hashable, Hashable] | None = None,
+) -> AsymmetryFit | None:
     """The scale of route asymmetry that the loops of ``edges`` show, or ``None`` when
     there are fewer than ``min_loops`` triangles to learn it from.
 
@@ -303,12 +331,23 @@ def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> Asymme
     ``upper`` adds two standard errors of the fit: that of the weighted fit, scaled
     by how many times the triangles outnumber the mesh's independent loops (its
     cycle rank), since triangles share edges.
+
+    ``zones`` (host → zone, every host of ``edges``): the fit is then of the
+    asymmetry that differs from path to path alone.  Triangles through three
+    different zones are left out: their closures also carry what the zone pairs'
+    routes share, one draw of it per triple of zones, which would pass for
+    per-path asymmetry (see :meth:`AsymmetryFit.for_path` for what to set across
+    zones).
     """
     pairs: dict[frozenset[Hashable], Edge] = {}
     neighbours: dict[Hashable, set[Hashable]] = {}
     for e in edges:
         if e.a == e.b or not e.round_trip_ns > 0:
             continue
+        if zones is not None:
+            for host in (e.a, e.b):
+                if host not in zones:
+                    raise ValueError(f"zones names no zone for host {host!r}")
         key = frozenset((e.a, e.b))
         if key in pairs:
             continue
@@ -317,14 +356,17 @@ def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> Asymme
         neighbours.setdefault(e.b, set()).add(e.a)
     order = {h: i for i, h in enumerate(neighbours)}
     terms: list[tuple[float, float, float]] = []  # per triangle: (closure², m, s)
+    used: dict[frozenset[Hashable], Edge] = {}  # the edges of the triangles in terms
     for e in pairs.values():
         u, v = e.a, e.b
         for w in neighbours[u] & neighbours[v]:
             if order[w] <= max(order[u], order[v]):
                 continue  # each triangle once: from its edge of the two lowest hosts
+            if zones is not None and len({zones[u], zones[v], zones[w]}) == 3:
+                continue  # it closes over what three zone pairs share (see above)
             closure = measured2 = spread2 = 0.0
             for x, y in ((u, v), (v, w), (w, u)):
-                edge = pairs[frozenset((x, y))]
+                edge = used[frozenset((x, y))] = pairs[frozenset((x, y))]
                 # Along the loop x → y: offset = clock_y − clock_x as measured.
                 closure += edge.offset_ns if edge.a == x else -edge.offset_ns
                 measured2 += edge.measured_ns * edge.measured_ns
@@ -339,8 +381,8 @@ def learn_path_asymmetry(edges: Iterable[Edge], *, min_loops: int = 8) -> Asymme
     information = 0.0
     for _ in range(_REWEIGHTS):
         a2, information = _weighted_fit(terms, a2)
-    # Triangles share edges: only the cycle rank of them are independent.
-    var = 2.0 / information * max(1.0, loops / _cycle_rank(pairs))
+    # Triangles share edges: only the cycle rank of their edges' graph are independent.
+    var = 2.0 / information * max(1.0, loops / _cycle_rank(used))
     return AsymmetryFit(math.sqrt(a2), loops, math.sqrt(a2 + 2.0 * math.sqrt(var)))
 
 
