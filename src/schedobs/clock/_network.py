@@ -281,11 +281,16 @@ class AsymmetryFit:
     #: stays above the routes' asymmetry there, and comes down to the fit as the
     #: mesh's data grow.
     upper: float
+    #: The point fit over every triangle, those through three different ``zones``
+    #: included (without ``zones``, :attr:`path_asymmetry`).  Their closures also carry
+    #: what the zone pairs' routes share, one draw of it per triple of zones: too
+    #: little to bound it, enough to show it when it is large.
+    every_loop: float = 0.0
 
     def for_path(self, across_zones: bool, *, shared: float = DEFAULT_PATH_ASYMMETRY) -> float:
         """The ``path_asymmetry`` to set on an estimator whose path to its reference
         stays inside one zone (``across_zones`` false: :attr:`upper`) or crosses
-        between zones (the larger of :attr:`upper` and ``shared``).
+        between zones (the largest of :attr:`upper`, :attr:`every_loop` and ``shared``).
 
         Loops see asymmetry that differs from path to path.  Asymmetry that all the
         routes of a zone pair share is mostly invisible to them: a shift common to
@@ -298,7 +303,7 @@ class AsymmetryFit:
         """
         if not (is_number(shared) and math.isfinite(shared) and shared >= 0):
             raise ValueError(f"shared must be a finite number >= 0, got {shared!r}")
-        return max(self.upper, float(shared)) if across_zones else self.upper
+        return max(self.upper, self.every_loop, float(shared)) if across_zones else self.upper
 
 
 def learn_path_asymmetry(
@@ -337,7 +342,7 @@ def learn_path_asymmetry(
     different zones are left out: their closures also carry what the zone pairs'
     routes share, one draw of it per triple of zones, which would pass for
     per-path asymmetry (see :meth:`AsymmetryFit.for_path` for what to set across
-    zones).
+    zones; a large one still shows in :attr:`AsymmetryFit.every_loop`).
     """
     pairs: dict[frozenset[Hashable], Edge] = {}
     neighbours: dict[Hashable, set[Hashable]] = {}
@@ -356,34 +361,44 @@ def learn_path_asymmetry(
         neighbours.setdefault(e.b, set()).add(e.a)
     order = {h: i for i, h in enumerate(neighbours)}
     terms: list[tuple[float, float, float]] = []  # per triangle: (closure², m, s)
+    across: list[tuple[float, float, float]] = []  # the same, through three zones
     used: dict[frozenset[Hashable], Edge] = {}  # the edges of the triangles in terms
     for e in pairs.values():
         u, v = e.a, e.b
         for w in neighbours[u] & neighbours[v]:
             if order[w] <= max(order[u], order[v]):
                 continue  # each triangle once: from its edge of the two lowest hosts
-            if zones is not None and len({zones[u], zones[v], zones[w]}) == 3:
-                continue  # it closes over what three zone pairs share (see above)
+            # A triangle through three zones closes over what the zone pairs share.
+            three = zones is not None and len({zones[u], zones[v], zones[w]}) == 3
             closure = measured2 = spread2 = 0.0
             for x, y in ((u, v), (v, w), (w, u)):
-                edge = used[frozenset((x, y))] = pairs[frozenset((x, y))]
+                edge = pairs[frozenset((x, y))]
+                if not three:
+                    used[frozenset((x, y))] = edge
                 # Along the loop x → y: offset = clock_y − clock_x as measured.
                 closure += edge.offset_ns if edge.a == x else -edge.offset_ns
                 measured2 += edge.measured_ns * edge.measured_ns
                 spread2 += (edge.round_trip_ns / 2.0) ** 2
-            terms.append((closure * closure, measured2, spread2))
+            (across if three else terms).append((closure * closure, measured2, spread2))
     loops = len(terms)
-    spread = sum(s2 for _, _, s2 in terms)
-    if loops < min_loops or spread <= 0:
+    if loops < min_loops or not any(s2 > 0 for _, _, s2 in terms):
         return None
-    # The unweighted fit (method of moments) to start the re-weighting from.
-    a2 = max(sum(c2 - m2 for c2, m2, _ in terms), 0.0) / spread
+    a2, information = _fit(terms)
+    # Triangles share edges: only the cycle rank of their edges' graph are independent.
+    var = 2.0 / information * max(1.0, loops / _cycle_rank(used))
+    upper = math.sqrt(a2 + 2.0 * math.sqrt(var))
+    every = math.sqrt(_fit(terms + across)[0]) if across else math.sqrt(a2)
+    return AsymmetryFit(math.sqrt(a2), loops, upper, every)
+
+
+def _fit(terms: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """``a²`` fitted to the triangles' ``(closure², m, s)`` and its information: the
+    unweighted fit (method of moments), then re-weighted (:func:`_weighted_fit`)."""
+    a2 = max(sum(c2 - m2 for c2, m2, _ in terms), 0.0) / sum(s2 for _, _, s2 in terms)
     information = 0.0
     for _ in range(_REWEIGHTS):
         a2, information = _weighted_fit(terms, a2)
-    # Triangles share edges: only the cycle rank of their edges' graph are independent.
-    var = 2.0 / information * max(1.0, loops / _cycle_rank(used))
-    return AsymmetryFit(math.sqrt(a2), loops, math.sqrt(a2 + 2.0 * math.sqrt(var)))
+    return a2, information
 
 
 def _weighted_fit(terms: list[tuple[float, float, float]], a2: float) -> tuple[float, float]:
