@@ -232,3 +232,57 @@ def test_an_idle_runtime_sleeps() -> None:
         assert rt.stats().monitor_ticks == ticks  # no polling while idle
     finally:
         rt.shutdown()
+
+
+def _parks(rt: Runtime, *, spinning: bool) -> bool:
+    """Whether an M whose P ran dry parks when the only runnable task is another P's
+    ``runnext`` (no stealing takes it: its own M runs it next), driven by hand on a
+    runtime whose threads never start.  Before, it took its P back and searched
+    again, without end: interpreted it burned a core until that M got to the task;
+    compiled it never let go of the GIL, so that M never did."""
+    sched = rt._sched
+    with sched.lock:
+        mine, other = sched._new_m_locked(), sched._new_m_locked()
+        sched.take_idle_p_locked(mine)
+        busy = sched.take_idle_p_locked(other)
+        assert busy is not None
+        busy.runnext = Task(lambda: None, (), None, None)
+        other.curg = Task(lambda: None, (), None, None)  # running a task of its own
+        if spinning:
+            mine.spinning = True
+        sched.nmspinning = 1  # the other M's search, or ours
+    found: list[object] = []
+    search = threading.Thread(target=lambda: found.append(sched.find_runnable(mine)))
+    search.start()
+    deadline = time.monotonic() + 5
+    while mine not in sched.idle_ms and search.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    parked = mine in sched.idle_ms
+    with sched.lock:  # let it go: the runtime stops
+        sched.stopping = True
+        if mine in sched.idle_ms:
+            sched.idle_ms.remove(mine)
+            mine.nextp = None
+            mine.unpark()
+    search.join(5)
+    assert not search.is_alive()
+    # As it was: no M, both Ps idle, nothing queued (the runtime then shuts down).
+    with sched.lock:
+        busy.runnext = other.curg = None
+        for m in (mine, other):
+            if m.p is not None:
+                sched.put_idle_p_locked(m.p)
+                m.p = None
+            sched.all_ms.remove(m)
+        sched.nmspinning = 0
+        sched.stopping = False
+    return parked and found == [None]
+
+
+def test_an_idle_m_parks_beside_work_it_cannot_take() -> None:
+    for spinning in (False, True):
+        rt = Runtime(procs=2, name=f"parks-{spinning}")
+        try:
+            assert _parks(rt, spinning=spinning), f"spinning={spinning}"
+        finally:
+            rt.shutdown()

@@ -346,8 +346,12 @@ class Scheduler:
         if self.closing:
             self.maybe_finish()
         # The P is released: a submitter that saw no idle P a moment ago did not
-        # wake anyone, so look once more before sleeping.
-        if self.has_work():
+        # wake anyone, so look once more before sleeping — for work this M can take:
+        # the global queue, and, as Go's, a spinning M goes back to steal from local
+        # queues.  Not another P's runnext, which no thief takes (its own M runs it
+        # next): counted here, it sent an M round this loop until that M got to it,
+        # and compiled, the loop never let go of the GIL, so that M never did.
+        if self.global_queue or (was_spinning and self.has_stealable_work()):
             with self.lock:
                 if not self.stopping and self.take_idle_p_locked(m) is not None:
                     if was_spinning:
@@ -484,6 +488,10 @@ class Scheduler:
         if self.global_queue:
             return True
         return any(p.runq or p.runnext is not None for p in self.procs)
+
+    def has_stealable_work(self) -> bool:
+        """Whether a P's local queue holds a task a thief could take (racy)."""
+        return any(p.runq for p in self.procs)
 
     def random_victims(self, me: P) -> list[P]:
         """Every other P, starting at a random one (the steal order); with placement
