@@ -381,7 +381,7 @@ def learn_path_asymmetry(
                 spread2 += (edge.round_trip_ns / 2.0) ** 2
             (across if three else terms).append((closure * closure, measured2, spread2))
     loops = len(terms)
-    if loops < min_loops or not any(s2 > 0 for _, _, s2 in terms):
+    if not terms or loops < min_loops:  # every s > 0: edges without a round trip are skipped
         return None
     a2, information = _fit(terms)
     # Triangles share edges: only the cycle rank of their edges' graph are independent.
