@@ -16,7 +16,7 @@ from schedobs.runtime import (
     sleep,
     syscall,
 )
-from schedobs.testing import wait_all_tasks_blocked
+from schedobs.testing import wait_all_tasks_blocked, wait_until
 
 
 def test_the_global_queue_is_never_starved(rt1: Runtime) -> None:
@@ -254,16 +254,17 @@ def _parks(rt: Runtime, *, spinning: bool) -> bool:
     found: list[object] = []
     search = threading.Thread(target=lambda: found.append(sched.find_runnable(mine)))
     search.start()
-    deadline = time.monotonic() + 5
-    while mine not in sched.idle_ms and search.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.001)
-    parked = mine in sched.idle_ms
-    with sched.lock:  # let it go: the runtime stops
-        sched.stopping = True
-        if mine in sched.idle_ms:
-            sched.idle_ms.remove(mine)
-            mine.nextp = None
-            mine.unpark()
+    try:
+        wait_until(lambda: mine in sched.idle_ms or not search.is_alive(), 5,
+                   what="the M to park or to return")  # fmt: skip
+    finally:
+        parked = mine in sched.idle_ms
+        with sched.lock:  # let it go: the runtime stops
+            sched.stopping = True
+            if mine in sched.idle_ms:
+                sched.idle_ms.remove(mine)
+                mine.nextp = None
+                mine.unpark()
     search.join(5)
     assert not search.is_alive()
     # As it was: no M, both Ps idle, nothing queued (the runtime then shuts down).
