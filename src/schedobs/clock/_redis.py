@@ -15,6 +15,10 @@ any network path's).  The round trip (t4 − t1) bounds the error as for NTP:
 |θ − truth| ≤ δ/2, and the estimator weights each sample by how close its
 delay is to the path's minimum.
 
+A probe makes two exchanges back to back and keeps the shorter round trip
+(``_exchange.RedisExchange``): the first one's request waits for an idle
+server to wake, a one-sided delay that its reply does not have.
+
 Timestamps are read with the process's own clock before the request is
 written and after the whole reply is read, never from the kernel: TCP has
 no per-segment timestamps for user space, and a process whose clock is
