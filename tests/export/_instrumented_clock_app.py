@@ -31,12 +31,19 @@ def main() -> None:
     estimate = clock.estimator.estimate()
     assert estimate is not None and again is clock
     tracer = trace.get_tracer("app")
-    mono_start = time.monotonic_ns()
-    wall_start = time.time_ns()
+    # The span's start and the skewed wall reading lie between two monotonic
+    # readings: the test maps both to true time. (Adjacent reads are not enough:
+    # another thread may take the GIL between them, for 5 ms at a time.)
+    before = time.monotonic_ns()
+    wall = time.time_ns()
     with tracer.start_as_current_span("request"):
+        after = time.monotonic_ns()
         SchedulerMetrics("clocked", kind="custom").latency(queue="work").observe(3.0)
     trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
-    print(f"START mono={mono_start} wall={wall_start} sigma={estimate.uncertainty_ns}", flush=True)
+    print(
+        f"START before={before} after={after} wall={wall} sigma={estimate.uncertainty_ns}",
+        flush=True,
+    )
     print(f"FLUSH mono={time.monotonic_ns()}", flush=True)
     metrics.get_meter_provider().force_flush()  # type: ignore[attr-defined]
     clock.close()
