@@ -30,7 +30,7 @@ import importlib.machinery
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["HOT_MODULES", "build", "compiled_modules", "mypyc_attr"]
+__all__ = ["HOT_MODULES", "build", "compiled_modules", "i64", "mypyc_attr"]
 
 _C = TypeVar("_C")
 
@@ -46,10 +46,12 @@ HOT_MODULES = (
 )
 
 try:
-    # The compiler's class options; a compile-time hint, so interpreted code
-    # without mypy's extensions installed gets the no-op below.
-    from mypy_extensions import mypyc_attr
+    # The compiler's class options and its native 64-bit integer; compile-time
+    # hints, so interpreted code without mypy's extensions installed gets the
+    # stand-ins below (an ``i64`` is an ``int`` to the interpreter).
+    from mypy_extensions import i64, mypyc_attr
 except ImportError:  # pragma: no cover - depends on what is installed
+    i64 = int  # type: ignore[misc]
 
     def mypyc_attr(*attrs: str, **kwattrs: Any) -> Callable[[_C], _C]:  # type: ignore[misc]
         """No-op stand-in: the option only means something to the compiler."""

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schedobs.contract import LATENCY_BOUNDARIES_MS
-from schedobs.runtime._latency import LatencyRecorder
+from schedobs.runtime._latency import LatencyRecorder, _bit_length
 
 CONTRACT = tuple(round(b * 1_000_000) for b in LATENCY_BOUNDARIES_MS)
 
@@ -147,3 +147,9 @@ def test_the_default_clock_is_read_as_seconds_without_an_int() -> None:
     recorder.fold()
     assert recorder.rows[0][:2] == [1, 1]  # 10 µs is within the first bucket, 10.001 past it
     assert recorder.rows[0][len(CONTRACT) + 1 :] == [20_001, 10_000, 10_001]
+
+
+@given(st.integers(1, 2**63 - 1))
+def test_the_native_bit_length_is_the_int_method(value: int) -> None:
+    # add() picks its first bucket by the value's bit length, counted without a call.
+    assert _bit_length(value) == value.bit_length()

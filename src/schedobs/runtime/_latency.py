@@ -51,6 +51,8 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Final
 
+from schedobs._compiled import i64
+
 from ._runqueue import FROM_GLOBAL, FROM_LOCAL
 
 __all__ = ["NATIVE", "LatencyRecorder", "seconds_clock"]
@@ -145,15 +147,17 @@ class LatencyRecorder:
     def add(self, source: int, latency: float) -> None:
         """Bin one value, in seconds, now (the compiled hot path; :data:`NATIVE`)."""
         batch = self.batch_local if source else self.batch_global
-        ns = to_ns(latency)  # a native call compiled
+        half_up = latency * 1e9 + 0.5  # to the nearest nanosecond, as to_ns()
+        ns: i64 = i64(half_up) if half_up >= 0.0 else i64(math.floor(half_up))
         # The first bucket a value of this many bits can fall in, then up past
         # every bound below it: one step at most for bounds at least 2x apart,
         # as the contract's are.  (A binary search over float cuts costs more
         # compiled: every probe unboxes a list item.)
         bounds = self.bounds
-        last = len(bounds)
-        bits = ns.bit_length()
-        bucket = self.first_bucket[bits] if ns > 0 and bits <= 64 else 0
+        last: i64 = len(bounds)
+        bucket: i64 = 0
+        if ns > 0:
+            bucket = self.first_bucket[_bit_length(ns)]
         while bucket < last and ns > bounds[bucket]:
             bucket += 1
         counts = batch.counts
@@ -215,6 +219,30 @@ class LatencyRecorder:
             row[self.i_max] = high
 
 
+def _bit_length(ns: i64) -> i64:
+    """``ns.bit_length()`` for ``0 < ns < 2**63``, natively: six compares (the
+    method is a call from compiled code)."""
+    bits: i64 = 1
+    if ns >= 1 << 32:
+        ns >>= 32
+        bits += 32
+    if ns >= 1 << 16:
+        ns >>= 16
+        bits += 16
+    if ns >= 1 << 8:
+        ns >>= 8
+        bits += 8
+    if ns >= 1 << 4:
+        ns >>= 4
+        bits += 4
+    if ns >= 1 << 2:
+        ns >>= 2
+        bits += 2
+    if ns >= 1 << 1:
+        bits += 1
+    return bits
+
+
 class _Batch:
     """Values :meth:`LatencyRecorder.add` binned since the last fold, for one source.
 
@@ -227,7 +255,7 @@ class _Batch:
 
     def __init__(self, buckets: int) -> None:
         self.counts = [0] * buckets
-        self.values = 0
-        self.total = 0
-        self.low = _NO_MIN
-        self.high = 0
+        self.values: i64 = 0
+        self.total: i64 = 0
+        self.low: i64 = _NO_MIN
+        self.high: i64 = 0
