@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schedobs.contract import LATENCY_BOUNDARIES_MS
-from schedobs.runtime._latency import LatencyRecorder, _bit_length
+from schedobs.runtime._latency import LatencyRecorder, _bit_length, to_ns
 
 CONTRACT = tuple(round(b * 1_000_000) for b in LATENCY_BOUNDARIES_MS)
 
@@ -153,3 +153,15 @@ def test_the_default_clock_is_read_as_seconds_without_an_int() -> None:
 def test_the_native_bit_length_is_the_int_method(value: int) -> None:
     # add() picks its first bucket by the value's bit length, counted without a call.
     assert _bit_length(value) == value.bit_length()
+
+
+def test_a_value_beyond_any_wait_counts_in_the_overflow_bucket_at_the_largest_magnitude() -> None:
+    # A 64-bit integer holds every value: one from a clock gone wild is clamped, not an error.
+    assert to_ns(1e12) == to_ns(float("inf")) == (1 << 62) - 1
+    assert to_ns(-1e12) == -((1 << 62) - 1)
+    with pytest.raises(ValueError, match="NaN"):
+        to_ns(float("nan"))
+    recorder = LatencyRecorder(CONTRACT)
+    recorder.add(0, 1e12)
+    recorder.fold()
+    assert recorder.rows[0][len(CONTRACT)] == 1

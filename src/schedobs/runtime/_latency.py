@@ -80,15 +80,26 @@ def seconds_clock(clock: Callable[[], int]) -> Callable[[], float]:
     return seconds
 
 
-def to_ns(seconds: float) -> int:
-    """``seconds`` to the nearest nanosecond (halves up).
+#: The largest magnitude a value is counted at, in ns (146 years): a native 64-bit
+#: integer holds it, and no wait is that long.
+_MAX_NS: Final = (1 << 62) - 1
+_MAX_NS_FLOAT: Final = 4.6e18  # just below 2**62, so that the conversion cannot overflow
 
-    Per value on the compiled hot path (:meth:`LatencyRecorder.add`): ``int()``
-    truncates, which is the floor of a value >= 0 in one native conversion
-    (``math.floor`` is a call and a check more); a clock that ran backwards
-    still gets its floor."""
+
+def to_ns(seconds: float) -> i64:
+    """``seconds`` to the nearest nanosecond (halves up), within ±:data:`_MAX_NS`.
+
+    Per value on the compiled hot path (:meth:`LatencyRecorder.add`), where it
+    returns a native 64-bit integer: ``i64()`` truncates, which is the floor of
+    a value >= 0 in one native conversion (``math.floor`` is a call and a check
+    more); a clock that ran backwards still gets its floor.  NaN raises, as
+    ``math.floor`` does."""
     half_up = seconds * 1e9 + 0.5
-    return int(half_up) if half_up >= 0.0 else math.floor(half_up)
+    if half_up >= _MAX_NS_FLOAT:
+        return _MAX_NS
+    if half_up <= -_MAX_NS_FLOAT:
+        return -_MAX_NS
+    return i64(half_up) if half_up >= 0.0 else i64(math.floor(half_up))
 
 
 #: ``(latency_ns, time_ns, trace_id, span_id)``
@@ -147,8 +158,7 @@ class LatencyRecorder:
     def add(self, source: int, latency: float) -> None:
         """Bin one value, in seconds, now (the compiled hot path; :data:`NATIVE`)."""
         batch = self.batch_local if source else self.batch_global
-        half_up = latency * 1e9 + 0.5  # to the nearest nanosecond, as to_ns()
-        ns: i64 = i64(half_up) if half_up >= 0.0 else i64(math.floor(half_up))
+        ns = to_ns(latency)  # a native call and a native integer, compiled
         # The first bucket a value of this many bits can fall in, then up past
         # every bound below it: one step at most for bounds at least 2x apart,
         # as the contract's are.  (A binary search over float cuts costs more
