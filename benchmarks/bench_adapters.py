@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -69,7 +70,8 @@ def asyncio_round(options: dict[str, object] | None, n: int) -> float:
 
 
 def compare(label: str, baseline: Callable[[], float], measured: Callable[[], float],
-            rounds: int, n: int) -> float:  # fmt: skip
+            rounds: int, n: int,
+            names: tuple[str, str] = ("baseline", "instrumented")) -> float:  # fmt: skip
     """Rounds in pairs, the order swapped every pair; the ratio is the median of the
     pairs' ratios (a pair runs back to back, so the machine's drift falls on both
     halves, which a ratio of two medians does not guarantee on a shared machine)."""
@@ -82,13 +84,26 @@ def compare(label: str, baseline: Callable[[], float], measured: Callable[[], fl
         else:
             base.append(baseline())
             inst.append(measured())
-    ratio = statistics.median(i / b for i, b in zip(inst, base, strict=True))
+    ratios = [i / b for i, b in zip(inst, base, strict=True)]
+    ratio = statistics.median(ratios)
+    low, high = median_interval(ratios)
     per_task = (statistics.median(inst) - statistics.median(base)) / n * 1e6
     b_ms, i_ms = statistics.median(base) * 1e3, statistics.median(inst) * 1e3
-    print(f"  {label}: baseline {b_ms:.0f} ms, instrumented {i_ms:.0f} ms: ratio {ratio:.3f} "
-          f"({per_task:+.2f} µs per task)  rounds {[round(t * 1e3) for t in base]} vs "
-          f"{[round(t * 1e3) for t in inst]}")  # fmt: skip
+    print(f"  {label}: {names[0]} {b_ms:.0f} ms, {names[1]} {i_ms:.0f} ms: ratio {ratio:.3f} "
+          f"(95 % interval {low:.3f}-{high:.3f}; {per_task:+.2f} µs per task)  rounds "
+          f"{[round(t * 1e3) for t in base]} vs {[round(t * 1e3) for t in inst]}")  # fmt: skip
     return ratio
+
+
+def median_interval(values: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """A 95 % bootstrap interval of the median of ``values`` (seeded: the same rounds
+    give the same interval): how far the printed ratio could move on a rerun, from
+    the spread of this run's own pairs."""
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)
+    )
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 def pool_path_cpu(rounds: int) -> None:
@@ -134,6 +149,15 @@ def main() -> None:
         lambda: pool_round(stdlib_pool, n, time.perf_counter),
         lambda: pool_round(our_pool, n, time.perf_counter),
         rounds, n,
+    )  # fmt: skip
+    # The measure's own resolution: the standard library's pool against itself, in the
+    # same pairs (four threads taking turns at the GIL on two cores move single rounds
+    # by 10-30 %; a ratio far from 1.000 here is the noise, not a cost).
+    compare(
+        "ThreadPoolExecutor(4) against itself (A/A control), elapsed",
+        lambda: pool_round(stdlib_pool, n, time.perf_counter),
+        lambda: pool_round(stdlib_pool, n, time.perf_counter),
+        rounds, n, ("one", "the other"),
     )  # fmt: skip
     compare(
         "ThreadPoolExecutor(4) submit+result, CPU of all threads",
