@@ -10,7 +10,10 @@ Run: ``make bench`` (or ``python benchmarks/bench_adapters.py [--quick]``).
 Rounds run in pairs (baseline and instrumented back to back, the order swapped
 every pair) so that the machine's drift falls on both; the ratio is the median
 of the pairs' ratios, both halves measured in this run, and the times shown are
-the medians of the rounds.  Goal (issue #18):
+the medians of the rounds.  Beside each ratio: a 95 % bootstrap interval of that
+median, and for the thread pool an A/A line (the standard library's pool against
+itself in the same pairs), which shows how far the measure moves with no cost at
+all.  Goal (issue #18):
 ≤ 1.05 for both adapters on these trivial tasks.
 """
 
