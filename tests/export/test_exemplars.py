@@ -107,11 +107,30 @@ def test_the_real_prometheus_stores_exemplars_that_lead_to_exported_traces(
         server.scrape(f"{host}:{port}")
         start = time.time() - 5
         tracer = telemetry.tracer_provider.get_tracer("t")
+        query = 'scheduler_schedule_latency_milliseconds_bucket{scheduler_name="traced"}'
+
+        def stored() -> set[str]:
+            return {
+                e["labels"]["trace_id"]
+                for series in server.query_exemplars(query, start, time.time() + 5)
+                for e in series["exemplars"]
+            }
+
+        requests: list[str] = []
         with Runtime(procs=2, name="traced", instrument=True, registry=registry) as rt:
-            for _ in range(6):  # six traced requests, scrapes (every 250 ms) between them
-                with tracer.start_as_current_span("request"):
+            # Six traced requests, each stored by Prometheus before the next one replaces
+            # it as its bucket's exemplar (waiting for a scrape rather than sleeping past
+            # one: on a busy machine Prometheus's first scrape came after all six had run).
+            for _ in range(6):
+                with tracer.start_as_current_span("request") as span:
                     rt.submit(sum, range(100)).result(timeout=10)
-                time.sleep(0.6)
+                trace_id = f"{span.get_span_context().trace_id:032x}"
+                requests.append(trace_id)
+                poll(
+                    lambda t=trace_id: t in stored() or None,  # type: ignore[misc]
+                    20.0,
+                    f"request {len(requests)}'s exemplar stored by Prometheus",
+                )
             assert telemetry.force_flush(timeout=10)
             exported = {
                 span.trace_id.hex()
@@ -120,18 +139,8 @@ def test_the_real_prometheus_stores_exemplars_that_lead_to_exported_traces(
                 for ss in rs.scope_spans
                 for span in ss.spans
             }
-            query = 'scheduler_schedule_latency_milliseconds_bucket{scheduler_name="traced"}'
-
-            def stored() -> set[str] | None:
-                found = {
-                    e["labels"]["trace_id"]
-                    for series in server.query_exemplars(query, start, time.time() + 5)
-                    for e in series["exemplars"]
-                }
-                return found if len(found) >= 2 else None
-
-            trace_ids = poll(stored, 20.0, "exemplars of two requests or more in Prometheus")
-        assert trace_ids <= exported and len(exported) == 6
+        assert stored() == set(requests) and len(set(requests)) == 6
+        assert set(requests) <= exported and len(exported) == 6
     finally:
         server.stop()
 
