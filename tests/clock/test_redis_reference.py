@@ -175,7 +175,9 @@ def test_configure_uses_a_redis_reference(redis_server: RedisServer) -> None:
             10.0,
             "an estimate from redis",  # type: ignore[union-attr]
         )
-        assert abs(estimate.offset_ns) < 1_000_000  # same host: well under a millisecond
+        # Same host: the truth is 0, within the estimate's uncertainty (a first estimate
+        # may rest on one sample, whose round trip a busy machine can stretch to ms).
+        assert abs(estimate.offset_ns) <= 3 * estimate.uncertainty_ns, estimate
         assert telemetry.clock.prober.protocol == "redis"
     finally:
         telemetry.shutdown(timeout=5)
