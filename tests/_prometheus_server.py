@@ -137,6 +137,16 @@ class PrometheusServer:
         assert len(result) == 1, result
         return float(result[0]["value"][1])
 
+    def wait_scrape_after(self, target: str, moment: float, timeout: float = 20.0) -> None:
+        """Wait until a scrape of ``target`` (``host:port``) that began after ``moment``
+        (``time.time()``) has landed: everything the target held at ``moment`` is stored."""
+
+        def landed() -> bool | None:
+            last = self.value(f'timestamp(up{{instance="{target}"}})')
+            return True if last is not None and last > moment else None
+
+        poll(landed, timeout, f"a scrape of {target} after {moment:.3f}")
+
     def wait_value(self, promql: str, expected: float, timeout: float = 20.0) -> float:
         return poll(
             lambda: v if (v := self.value(promql)) == expected else None,

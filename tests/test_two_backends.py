@@ -87,7 +87,9 @@ def test_prometheus_and_victoriametrics_answer_the_same_promql(
         prometheus_server.wait_value(
             f'sum(scheduler_rejected_tasks_total{{scheduler_name="{NAME}"}})', refused
         )
-        time.sleep(0.6)  # two more scrapes at 250 ms: the runtime's last counts too
+        # A scrape that began after the workload ended: the runtime's last counts too
+        # (sleeping past two scrapes was not enough on a busy machine's schedule).
+        prometheus_server.wait_scrape_after(f"{host}:{port}", time.time())
         for label, promql in QUERIES.items():
             expected = _answers(prometheus_server.query, promql)
             assert expected, f"{label}: Prometheus has no answer"

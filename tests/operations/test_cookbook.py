@@ -52,7 +52,7 @@ def test_the_cookbook_is_valid_promql_and_answers_on_a_real_workload(
             20.0,
             "the workload scraped",
         )
-        time.sleep(1.0)
+        prometheus_server.wait_scrape_after(f"{host}:{port}", time.time())  # the second
         for query in queries:
             prometheus_server.query(query)  # asserts status "success": it parses and runs
         for query in queries[:3]:  # the latency and share queries over the core contract
