@@ -306,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         ("A/A control: plain go+join vs its twin", "Runtime go+join, not instrumented (twin)",
          "Runtime go+join, not instrumented", None),
     ):  # fmt: skip
-        loss = 100.0 * (1 - _ratio(r, on, off))
-        each = [round(100.0 * (1 - a / b), 1) for a, b in zip(r[on], r[off], strict=True)]
-        shown = f"{loss:.1f} % (rounds {', '.join(f'{x:g}' for x in each)})"
+        ratios = [a / b for a, b in zip(r[on], r[off], strict=True)]
+        loss = 100.0 * (1 - statistics.median(ratios))
+        shown = f"{loss:.1f} % (rounds {', '.join(f'{100.0 * (1 - x):.1f}' for x in ratios)})"
         if limit is None:
             rows.append((label, shown, "0 %", "(noise)"))
         else:
