@@ -54,14 +54,18 @@ def _rounds(workloads: dict[str, Callable[[], float]], rounds: int) -> dict[str,
     Interleaving puts a runtime figure and its baseline in the same stretch of
     this shared machine's load, and the collection before each run gives every
     run the same heap to start from (a full GC pass landing in one run and not
-    another moved single figures by 20 % here).  Goals are judged on the median
-    of per-round ratios, throughputs shown as medians.
+    another moved single figures by 20 % here).  The order turns by one every
+    round, so that no workload always follows the same one (the runtime that
+    ran just before may still be parking its threads).  Goals are judged on
+    the median of per-round ratios, throughputs shown as medians.
     """
     for fn in workloads.values():
         fn()  # warm-up
     out: dict[str, list[float]] = {name: [] for name in workloads}
-    for _ in range(rounds):
-        for name, fn in workloads.items():
+    order = list(workloads.items())
+    for k in range(rounds):
+        turn = k % len(order)
+        for name, fn in order[turn:] + order[:turn]:
             gc.collect()
             out[name].append(fn())
     return out
