@@ -19,7 +19,16 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
             "bench_runtime.py",
             ["go+join vs asyncio gather", "idle runtime CPU", "ideal", "floor of"],
         ),
-        ("bench_clock.py", ["estimator + network", "calibration of σ", "steps of 2 ms", "goals"]),
+        (
+            "bench_clock.py",
+            [
+                "estimator + network",
+                "calibration of σ",
+                "σ by path to reference",
+                "steps of 2 ms",
+                "goals",
+            ],
+        ),
         ("bench_tenancy.py", ["fairness error", "gold p99 ratio", "cost of a refusal"]),
         (
             "bench_celery.py",
