@@ -66,26 +66,25 @@ class Result:
     steady: list[float] = field(default_factory=list)
     cold: list[float] = field(default_factory=list)
     pairs: list[float] = field(default_factory=list)
-    # (|error|, σ) for methods that report an uncertainty
-    sigma_steady: list[tuple[float, float]] = field(default_factory=list)
-    sigma_cold: list[tuple[float, float]] = field(default_factory=list)
-    # the same with the route prior learnt from the mesh's loops, as docs/clock.md sets
-    # it (per path within the reference's zone, never below the default across zones);
-    # the per-path fit, its bound, and what was set across zones
-    mesh_steady: list[tuple[float, float]] = field(default_factory=list)
-    mesh_cold: list[tuple[float, float]] = field(default_factory=list)
+    # (|error|, σ) for methods that report an uncertainty, per "<kind>_<bucket> <path>":
+    # kind "sigma" as the method reports it (default priors), "mesh" with the route
+    # prior learnt from the mesh's loops as docs/clock.md sets it (per path within the
+    # reference's zone, never below the default across zones), "blind" with one bound
+    # from every triangle, zones ignored, set on every host; bucket "cold" or "steady";
+    # path "within" the reference's zone or "across" zones.  Read with sigma().
+    points: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    # the route prior's per-path fit, its bound, and what was set across zones
     learnt: list[float] = field(default_factory=list)
     learnt_upper: list[float] = field(default_factory=list)
     learnt_across: list[float] = field(default_factory=list)
-    # the same with one bound from every triangle, zones ignored, set on every host
-    blind_steady: list[tuple[float, float]] = field(default_factory=list)
-    blind_cold: list[tuple[float, float]] = field(default_factory=list)
-    # The estimator's (|error|, σ), default priors and mesh prior, split by where the
-    # host's path to the reference runs: "within" its zone or "across" zones
-    # (e.g. by_path["mesh_steady across"]) — σ is conservative only on the second.
-    by_path: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
     violations: int = 0
     rpcs: int = 0
+
+    def sigma(self, kind: str, bucket: str, path: str | None = None) -> list[tuple[float, float]]:
+        """The (|error|, σ) points of ``kind`` in ``bucket``, on one path or both."""
+        if path is not None:
+            return self.points[f"{kind}_{bucket} {path}"]
+        return self.points[f"{kind}_{bucket} within"] + self.points[f"{kind}_{bucket} across"]
 
 
 def simulate(model: FleetModel, seed: int, minutes: int, interval_s: float) -> dict[str, Result]:
@@ -140,10 +139,8 @@ def simulate(model: FleetModel, seed: int, minutes: int, interval_s: float) -> d
                 assert e is not None
                 tables[name][h] = e.offset_ns
                 err = abs(e.offset_ns - truth)
-                getattr(results[name], "sigma_" + bucket).append((err, float(e.uncertainty_ns)))
-                results[name].by_path[f"sigma_{bucket} {path[h]}"].append(
-                    (err, float(e.uncertainty_ns))
-                )
+                point = (err, float(e.uncertainty_ns))
+                results[name].points[f"sigma_{bucket} {path[h]}"].append(point)
         # The network solve over the probe edges (h measured p: clock_p − clock_h).
         edges = []
         for h in hosts:
@@ -168,20 +165,19 @@ def simulate(model: FleetModel, seed: int, minutes: int, interval_s: float) -> d
                 est = ours[h]
                 default = est.path_asymmetry
                 # From the first round on (docs/clock.md).
-                for prior, kind in ((fit.for_path(zone[h] != zone[0]), "mesh_"),
-                                    (blind.upper, "blind_")):  # fmt: skip
+                for prior, kind in ((fit.for_path(zone[h] != zone[0]), "mesh"),
+                                    (blind.upper, "blind")):  # fmt: skip
                     est.path_asymmetry = prior
                     e = est.estimate(at_ns=fleet.local(h, at))
                     assert e is not None
                     point = (abs(e.offset_ns - fleet.truth(h, at)), float(e.uncertainty_ns))
-                    getattr(r, kind + bucket).append(point)
-                    r.by_path[f"{kind}{bucket} {path[h]}"].append(point)
+                    r.points[f"{kind}_{bucket} {path[h]}"].append(point)
                 est.path_asymmetry = default
         for h in hosts:
             tables["estimator + network"][h] = solution.offsets_ns[h]
             point = (abs(solution.offsets_ns[h] - fleet.truth(h, at)),
                      solution.uncertainties_ns[h])  # fmt: skip
-            getattr(results["estimator + network"], "sigma_" + bucket).append(point)
+            results["estimator + network"].points[f"sigma_{bucket} {path[h]}"].append(point)
         for name, table in tables.items():
             if name == "span-pair adjuster":
                 continue
@@ -225,12 +221,10 @@ def merge(runs: list[dict[str, Result]]) -> dict[str, Result]:
     for run in runs:
         for name, r in run.items():
             o = out[name]
-            for attr in ("steady", "cold", "pairs", "sigma_steady", "sigma_cold", "mesh_steady",
-                         "mesh_cold", "learnt", "learnt_upper", "learnt_across", "blind_steady",
-                         "blind_cold"):  # fmt: skip
+            for attr in ("steady", "cold", "pairs", "learnt", "learnt_upper", "learnt_across"):
                 getattr(o, attr).extend(getattr(r, attr))
-            for key, points in r.by_path.items():
-                o.by_path[key].extend(points)
+            for key, points in r.points.items():
+                o.points[key].extend(points)
             o.violations += r.violations
             o.rpcs += r.rpcs
     return out
@@ -239,6 +233,16 @@ def merge(runs: list[dict[str, Result]]) -> dict[str, Result]:
 def _shares(points: list[tuple[float, float]], width: int = 7) -> str:
     """The shares within 1σ and within 3σ, for a table row."""
     return f"{100 * coverage(points, 1):{width}.1f}% {100 * coverage(points, 3):7.1f}%"
+
+
+def _within(r: Result, kind: str, k: float, path: str | None = None) -> tuple[float, float]:
+    """The shares of ``kind``'s points within ``k``σ, cold and steady."""
+    return coverage(r.sigma(kind, "cold", path), k), coverage(r.sigma(kind, "steady", path), k)
+
+
+def _cold_steady(r: Result, kind: str) -> str:
+    """The shares within 1σ and 3σ of ``kind``'s points, cold then steady."""
+    return f"{_shares(r.sigma(kind, 'cold'))} {_shares(r.sigma(kind, 'steady'), 9)}"
 
 
 def coverage(points: list[tuple[float, float]], k: float) -> float:
@@ -342,10 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'calibration of σ':<22} {'cold ≤1σ':>9} {'cold ≤3σ':>9} {'steady ≤1σ':>10} "
           f"{'steady ≤3σ':>10}   (goal: 55-80 % within 1σ, >= 99 % within 3σ)")  # fmt: skip
     for name in ("least squares (0.x)", "schedobs estimator", "estimator + network"):
-        r = results[name]
-        print(f"{name:<22} {100 * coverage(r.sigma_cold, 1):8.1f}% "
-              f"{100 * coverage(r.sigma_cold, 3):8.1f}% {100 * coverage(r.sigma_steady, 1):9.1f}% "
-              f"{100 * coverage(r.sigma_steady, 3):9.1f}%")  # fmt: skip
+        first, later = results[name].sigma("sigma", "cold"), results[name].sigma("sigma", "steady")
+        print(f"{name:<22} {100 * coverage(first, 1):8.1f}% {100 * coverage(first, 3):8.1f}% "
+              f"{100 * coverage(later, 1):9.1f}% {100 * coverage(later, 3):9.1f}%")  # fmt: skip
     level_fleets, level_minutes = (1, 5) if args.quick else (args.level_fleets, 10)
     levels = calibration_by_level(level_fleets, level_minutes)
     print(f"\n{'σ by route asymmetry':<22} {'accuracy (µs)':>24}   {'default priors':>37}"
@@ -355,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, r, _ in levels:
         print(f"{label:<22} {statistics.median(r.steady):7.1f} {q(r.steady, 0.99):7.1f} "
               f"{q(r.cold, 0.99):8.1f}   "
-              f"{_shares(r.sigma_cold)} {_shares(r.sigma_steady, 9)}")  # fmt: skip
+              f"{_cold_steady(r, 'sigma')}")  # fmt: skip
     print(f"\n{'route prior from mesh':<22} {'per-path fit, bound':>15} {'across':>7}   "
           f"{'set per path within the zone, >= default across':>37}   "
           f"{'one bound on every host':>23}")  # fmt: skip
@@ -364,9 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     for label, r, _ in levels:
         fit, within, across = (statistics.median(v) if v else float("nan")
                                for v in (r.learnt, r.learnt_upper, r.learnt_across))  # fmt: skip
-        blind = f"{100 * coverage(r.blind_cold, 3):7.1f}% {100 * coverage(r.blind_steady, 3):9.1f}%"
+        first, later = r.sigma("blind", "cold"), r.sigma("blind", "steady")
+        blind = f"{100 * coverage(first, 3):7.1f}% {100 * coverage(later, 3):9.1f}%"
         print(f"{label:<22} {fit:7.4f} {within:7.4f} {across:7.4f}   "
-              f"{_shares(r.mesh_cold)} {_shares(r.mesh_steady, 9)}   {blind}")  # fmt: skip
+              f"{_cold_steady(r, 'mesh')}   {blind}")  # fmt: skip
     print(f"\n{'σ by path to reference':<22} {'default priors':>35}   "
           f"{'route prior from mesh':>35}   (within: the host is in the reference's zone; "
           "≤1σ cold/steady, ≤3σ the lower of the two)")  # fmt: skip
@@ -376,10 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for kind in ("sigma", "mesh"):
             for where in ("within", "across"):
-                first, later = (r.by_path[f"{kind}_{b} {where}"] for b in ("cold", "steady"))
-                low = min(coverage(first, 3), coverage(later, 3))
-                cells.append(f"{100 * coverage(first, 1):5.1f}/{100 * coverage(later, 1):4.1f}% "
-                             f"{100 * low:4.1f}%")  # fmt: skip
+                cold1, steady1 = _within(r, kind, 1, where)
+                low = min(_within(r, kind, 3, where))
+                cells.append(f"{100 * cold1:5.1f}/{100 * steady1:4.1f}% {100 * low:4.1f}%")
         print(f"{label:<22} {cells[0]} {cells[1]}   {cells[2]} {cells[3]}")
     print(f"\n{'network solve by level':<22} {'accuracy (µs)':>24}   "
           f"{'its σ (default priors on the edges)':>37}")  # fmt: skip
@@ -388,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, _, n in levels:
         print(
             f"{label:<22} {statistics.median(n.steady):7.1f} {q(n.steady, 0.99):7.1f} "
-            f"{q(n.cold, 0.99):8.1f}   {_shares(n.sigma_cold)} {_shares(n.sigma_steady, 9)}"
+            f"{q(n.cold, 0.99):8.1f}   {_cold_steady(n, 'sigma')}"
         )
     worst, false_steps, trials = step_trials(2 if args.quick else 6)
     print(f"\nsteps of 2 ms, 50 ms, 1 s on either clock ({trials} trials): detected within "
@@ -396,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{false_steps} false steps")  # fmt: skip
     ours, net, single = (results[k] for k in ("schedobs estimator", "estimator + network",
                                               "one NTP sample"))  # fmt: skip
-    both = ours.sigma_cold + ours.sigma_steady
+    both = ours.sigma("sigma", "cold") + ours.sigma("sigma", "steady")
     checks = [
         ("cold start (first 60 s), p99 <= 400 µs", q(ours.cold, 0.99) <= 400),
         ("steady host vs reference, p50 <= 15 µs", statistics.median(ours.steady) <= 15),
@@ -406,29 +409,24 @@ def main(argv: list[str] | None = None) -> int:
         ("no causality violations (estimator + network)", net.violations == 0),
         ("steady p99 at least 10x better than one NTP sample",
          q(single.steady, 0.99) >= 10 * q(ours.steady, 0.99)),
-        ("σ: >= 99 % within 3σ, cold and steady",
-         min(coverage(ours.sigma_cold, 3), coverage(ours.sigma_steady, 3)) >= 0.99),
+        ("σ: >= 99 % within 3σ, cold and steady", min(_within(ours, "sigma", 3)) >= 0.99),
         ("σ: 55-80 % within 1σ, cold and steady",
-         all(0.55 <= coverage(p, 1) <= 0.80 for p in (ours.sigma_cold, ours.sigma_steady))),
+         all(0.55 <= share <= 0.80 for share in _within(ours, "sigma", 1))),
         ("σ: 55-80 % within 1σ, all points", 0.55 <= coverage(both, 1) <= 0.80),
         ("σ by level, default priors: >= 99 % within 3σ, cold and steady",
-         all(min(coverage(r.sigma_cold, 3), coverage(r.sigma_steady, 3)) >= 0.99
-             for _, r, _ in levels)),
+         all(min(_within(r, "sigma", 3)) >= 0.99 for _, r, _ in levels)),
         ("σ by level, default priors: >= 55 % within 1σ",
-         all(min(coverage(r.sigma_cold, 1), coverage(r.sigma_steady, 1)) >= 0.55
-             for _, r, _ in levels)),
+         all(min(_within(r, "sigma", 1)) >= 0.55 for _, r, _ in levels)),
         ("σ by level, default priors: <= 80 % within 1σ (conservative: docs/clock.md)",
-         all(max(coverage(r.sigma_cold, 1), coverage(r.sigma_steady, 1)) <= 0.80
-             for _, r, _ in levels)),
+         all(max(_within(r, "sigma", 1)) <= 0.80 for _, r, _ in levels)),
         ("σ by level, route prior from the mesh: >= 99 % within 3σ, cold and steady",
-         all(min(coverage(r.mesh_cold, 3), coverage(r.mesh_steady, 3)) >= 0.99
-             for _, r, _ in levels)),
+         all(min(_within(r, "mesh", 3)) >= 0.99 for _, r, _ in levels)),
         ("σ by level, mesh prior, hosts in the reference's zone: 55-80 % within 1σ",
-         all(0.55 <= coverage(r.by_path[f"mesh_{b} within"], 1) <= 0.80 for _, r, _ in levels
-             for b in ("cold", "steady"))),
+         all(0.55 <= share <= 0.80 for _, r, _ in levels
+             for share in _within(r, "mesh", 1, "within"))),
         ("σ by level, mesh prior, hosts across zones: 55-80 % within 1σ (docs/clock.md)",
-         all(0.55 <= coverage(r.by_path[f"mesh_{b} across"], 1) <= 0.80 for _, r, _ in levels
-             for b in ("cold", "steady"))),
+         all(0.55 <= share <= 0.80 for _, r, _ in levels
+             for share in _within(r, "mesh", 1, "across"))),
         ("by level: steady p50/p99 <= 15/90 µs, cold p99 <= 400 µs",
          all(statistics.median(r.steady) <= 15 and q(r.steady, 0.99) <= 90
              and q(r.cold, 0.99) <= 400 for _, r, _ in levels)),
@@ -436,8 +434,7 @@ def main(argv: list[str] | None = None) -> int:
          all(statistics.median(n.steady) <= 15 and q(n.steady, 0.99) <= 90
              for _, _, n in levels)),
         ("σ by level, network solve: >= 99 % within 3σ, cold and steady",
-         all(min(coverage(n.sigma_cold, 3), coverage(n.sigma_steady, 3)) >= 0.99
-             for _, _, n in levels)),
+         all(min(_within(n, "sigma", 3)) >= 0.99 for _, _, n in levels)),
         ("steps detected within 3 samples", worst <= 3),
         ("100 ppm drift is never a step", false_steps == 0),
     ]  # fmt: skip
